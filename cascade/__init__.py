@@ -1,0 +1,3 @@
+"""cascade: cascaded text-to-video generation built on diffusers."""
+
+__version__ = "0.1.0"
