@@ -1,3 +1,28 @@
-"""cascade: cascaded text-to-video generation built on diffusers."""
+"""cascade: cascaded text-to-video generation built on diffusers.
+
+A pretrained text-to-image UNet is *inflated* with temporal layers (:func:`inflate`) and each stage
+of the cascade is a diffusers pipeline around such a :class:`VideoUNet`.
+"""
+
+from .models import (
+    FramePositions,
+    TemporalAttention,
+    TemporalConvolution,
+    VideoUNet,
+    VideoUNetOutput,
+    inflate,
+)
+from .pipelines import KeyframesPipeline, VideoPipelineOutput
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "FramePositions",
+    "KeyframesPipeline",
+    "TemporalAttention",
+    "TemporalConvolution",
+    "VideoPipelineOutput",
+    "VideoUNet",
+    "VideoUNetOutput",
+    "inflate",
+]

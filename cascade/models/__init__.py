@@ -1,0 +1,14 @@
+"""Temporal layers and inflation of 2D UNets into video UNets."""
+
+from .inflate import inflate
+from .temporal_layers import FramePositions, TemporalAttention, TemporalConvolution
+from .video_unet import VideoUNet, VideoUNetOutput
+
+__all__ = [
+    "FramePositions",
+    "TemporalAttention",
+    "TemporalConvolution",
+    "VideoUNet",
+    "VideoUNetOutput",
+    "inflate",
+]

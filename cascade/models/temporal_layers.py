@@ -1,0 +1,129 @@
+"""Temporal layers that turn a pretrained 2D diffusion UNet into a video UNet.
+
+Both layers are residual and start as the identity, so an inflated UNet at step 0 computes
+exactly what the 2D UNet computes frame by frame, and a video of one frame is an image.
+
+References:
+    - Singer et al. 2022, "Make-A-Video" (arXiv:2209.14792): pseudo-3D convolution and attention,
+      temporal layers initialised to the identity, spatial weights from a text-to-image model.
+    - Ho et al. 2022, "Video Diffusion Models" (arXiv:2204.03458): factorised space-time attention.
+    - Wang et al. 2023, "ModelScope Text-to-Video" (arXiv:2308.06571): the temporal convolution
+      stack (diffusers' ``TemporalConvLayer``) used after each spatial ResNet block.
+    - Guo et al. 2023, "AnimateDiff" (arXiv:2307.04725): temporal transformers with sinusoidal frame
+      positions (diffusers' ``AnimateDiffTransformer3D``), which these layers reuse unchanged.
+    - Vaswani et al. 2017, "Attention Is All You Need": sinusoidal positions.
+"""
+
+import math
+
+import torch
+from diffusers.models.resnet import TemporalConvLayer
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from torch import nn
+
+
+def _check_channels(name: str, channels: int, groups: int) -> None:
+    if not isinstance(channels, int) or channels <= 0:
+        raise ValueError(f"`{name}` must be a positive int, got {channels!r}.")
+    if not isinstance(groups, int) or groups <= 0 or channels % groups:
+        raise ValueError(
+            f"`norm_num_groups` must be a positive divisor of {name}={channels}, got {groups!r}."
+        )
+
+
+class FramePositions(nn.Module):
+    """Adds sinusoidal frame positions (Vaswani et al. 2017) to a sequence of frame features.
+
+    The values equal diffusers' ``SinusoidalPositionalEmbedding`` (the AnimateDiff table) at every
+    position that table covers, but they are computed for the sequence at hand instead of read
+    from a table of fixed length: there is no cap on the number of frames.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        if not isinstance(dim, int) or dim <= 0 or dim % 2:
+            raise ValueError(f"`dim` must be a positive even int, got {dim!r}.")
+        self.dim = dim
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # (N, F, D)
+        frames = hidden_states.shape[1]
+        device = hidden_states.device
+        position = torch.arange(frames, device=device).unsqueeze(1)  # (F, 1)
+        div_term = torch.exp(torch.arange(0, self.dim, 2, device=device) * (-math.log(10000.0) / self.dim))
+        table = torch.zeros(frames, self.dim, device=device)  # (F, D)
+        table[:, 0::2] = torch.sin(position * div_term)
+        table[:, 1::2] = torch.cos(position * div_term)
+        return hidden_states + table.to(hidden_states.dtype)
+
+
+class _CheckpointableTemporalLayer:
+    """Runs ``_temporal_forward`` under gradient checkpointing when the model enables it."""
+
+    gradient_checkpointing = False
+    num_frames = 1
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # (B*F, C, H, W)
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(
+                self._temporal_forward, hidden_states, self.num_frames, use_reentrant=False
+            )
+        return self._temporal_forward(hidden_states, self.num_frames)
+
+
+class TemporalConvolution(_CheckpointableTemporalLayer, TemporalConvLayer):
+    """Residual stack of 1D convolutions over frames (kernel 3), identity at init.
+
+    Runs after a spatial ResNet block on frames folded into the batch: ``(B*F, C, H, W)``.
+    The number of frames comes from ``num_frames``, which :class:`cascade.VideoUNet` sets.
+    """
+
+    def __init__(self, channels: int, norm_num_groups: int = 32):
+        _check_channels("channels", channels, norm_num_groups)
+        TemporalConvLayer.__init__(self, channels, channels, norm_num_groups=norm_num_groups)
+
+    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
+        return TemporalConvLayer.forward(self, hidden_states, num_frames=num_frames)
+
+
+class TemporalAttention(_CheckpointableTemporalLayer, AnimateDiffTransformer3D):
+    """Residual self-attention over frames at every pixel, identity at init.
+
+    An AnimateDiff motion module (two frame self-attentions and a feed-forward per layer) whose
+    output projection starts at zero, with :class:`FramePositions` in place of the fixed-length
+    position table. Attention goes through diffusers ``Attention`` processors, so SDPA, xformers
+    and LoRA processors reach it like any spatial attention.
+    """
+
+    def __init__(
+        self, channels: int, num_attention_heads: int = 8, norm_num_groups: int = 32, num_layers: int = 1
+    ):
+        _check_channels("channels", channels, norm_num_groups)
+        if (
+            not isinstance(num_attention_heads, int)
+            or num_attention_heads <= 0
+            or channels % num_attention_heads
+        ):
+            raise ValueError(
+                f"`num_attention_heads` must be a positive divisor of channels={channels}, "
+                f"got {num_attention_heads!r}."
+            )
+        if not isinstance(num_layers, int) or num_layers <= 0:
+            raise ValueError(f"`num_layers` must be a positive int, got {num_layers!r}.")
+        AnimateDiffTransformer3D.__init__(
+            self,
+            num_attention_heads=num_attention_heads,
+            attention_head_dim=channels // num_attention_heads,
+            in_channels=channels,
+            num_layers=num_layers,
+            norm_num_groups=norm_num_groups,
+            double_self_attention=True,
+            positional_embeddings="sinusoidal",
+            num_positional_embeddings=1,
+        )
+        for block in self.transformer_blocks:
+            block.pos_embed = FramePositions(channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
+        return AnimateDiffTransformer3D.forward(self, hidden_states, num_frames=num_frames)

@@ -1,0 +1,243 @@
+"""A video UNet grown from a pretrained 2D ``UNet2DConditionModel`` ("inflation").
+
+The 2D UNet is kept whole, as diffusers built it, and runs on frames folded into the batch
+(``(B, C, F, H, W) -> (B*F, C, H, W)``). Temporal layers sit beside it and are attached with forward
+hooks: a :class:`~cascade.models.temporal_layers.TemporalConvolution` after each spatial ResNet
+block and a :class:`~cascade.models.temporal_layers.TemporalAttention` after each spatial attention
+block. No diffusers code is copied, the 2D weights keep their diffusers names under ``unet.``, and a
+diffusers upgrade reaches the spatial path without touching ours.
+
+References:
+    - Singer et al. 2022, "Make-A-Video" (arXiv:2209.14792), section 3.2: pseudo-3D layers appended
+      to pretrained spatial layers, initialised to the identity; train temporal layers only.
+    - Ho et al. 2022, "Video Diffusion Models" (arXiv:2204.03458): factorised space-time UNet.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from diffusers import ModelMixin, UNet2DConditionModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import AttentionMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .temporal_layers import TemporalAttention, TemporalConvolution
+
+
+@dataclass
+class VideoUNetOutput(BaseOutput):
+    """Output of :class:`VideoUNet`: ``sample`` of shape ``(B, C, F, H, W)``."""
+
+    sample: torch.Tensor
+
+
+class _ApplyTemporalLayer:
+    """Forward hook that passes a spatial module's output through a temporal layer."""
+
+    def __init__(self, layer: nn.Module):
+        self.layer = layer
+
+    def __call__(self, module: nn.Module, args: tuple, output):
+        if isinstance(output, torch.Tensor):
+            return self.layer(output)
+        if isinstance(output, tuple):
+            return (self.layer(output[0]),) + output[1:]
+        return type(output)(sample=self.layer(output.sample))
+
+
+def _spatial_modules(unet: UNet2DConditionModel) -> Iterator[tuple[str, str, nn.Module]]:
+    """Yields ``(name, kind, module)`` for each ResNet ("conv") and attention block of ``unet``."""
+    blocks = [(f"down_blocks.{i}", b) for i, b in enumerate(unet.down_blocks)]
+    if unet.mid_block is not None:
+        blocks.append(("mid_block", unet.mid_block))
+    blocks += [(f"up_blocks.{i}", b) for i, b in enumerate(unet.up_blocks)]
+    for block_name, block in blocks:
+        for i, resnet in enumerate(getattr(block, "resnets", None) or []):
+            yield f"{block_name}.resnets.{i}", "conv", resnet
+        for i, attention in enumerate(getattr(block, "attentions", None) or []):
+            yield f"{block_name}.attentions.{i}", "attention", attention
+
+
+def _output_channels(module: nn.Module) -> int:
+    if getattr(module, "out_channels", None):
+        return module.out_channels  # ResnetBlock2D
+    if hasattr(module, "config") and "in_channels" in module.config:
+        return module.config.out_channels or module.config.in_channels  # Transformer2DModel
+    return module.query_dim  # Attention with a spatial residual (AttnDownBlock2D, UNetMidBlock2D)
+
+
+def _per_frame(name: str, value, batch: int, frames: int):
+    """Repeats a per-video tensor ``(B, ...)`` or accepts a per-frame one ``(B, F)`` as ``(B*F, ...)``."""
+    if not isinstance(value, torch.Tensor) or value.ndim == 0 or (name == "timestep" and value.shape == (1,)):
+        return value  # None, or one value the 2D UNet broadcasts
+    if value.ndim == 2 and value.shape == (batch, frames) and name in ("timestep", "class_labels"):
+        return value.reshape(batch * frames)
+    if value.shape[0] != batch:
+        raise ValueError(
+            f"`{name}` must have batch size {batch} (the sample's), got shape {tuple(value.shape)}."
+        )
+    return value.repeat_interleave(frames, dim=0)
+
+
+class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
+    """A ``UNet2DConditionModel`` inflated with temporal layers; build one with :func:`cascade.inflate`.
+
+    Args:
+        unet_config: the config of the 2D UNet (as ``dict(unet.config)``).
+        temporal_convolutions: add a temporal convolution after each spatial ResNet block.
+        temporal_attention: add temporal self-attention after each spatial attention block.
+        extra_in_channels: widen ``conv_in`` by this many zero-initialised input channels
+            (conditioning frames, masks, low-resolution videos).
+        temporal_attention_heads: heads of each temporal attention (must divide its channels).
+        temporal_attention_layers: transformer layers in each temporal attention.
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        unet_config: dict,
+        temporal_convolutions: bool = True,
+        temporal_attention: bool = True,
+        extra_in_channels: int = 0,
+        temporal_attention_heads: int = 8,
+        temporal_attention_layers: int = 1,
+    ):
+        super().__init__()
+        if not isinstance(unet_config, dict) or "in_channels" not in unet_config:
+            raise ValueError(
+                f"`unet_config` must be a UNet2DConditionModel config dict, got {unet_config!r}."
+            )
+        if not isinstance(extra_in_channels, int) or extra_in_channels < 0:
+            raise ValueError(f"`extra_in_channels` must be an int >= 0, got {extra_in_channels!r}.")
+        for name, value in (
+            ("temporal_convolutions", temporal_convolutions),
+            ("temporal_attention", temporal_attention),
+        ):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be a bool, got {value!r}.")
+        config = {key: value for key, value in unet_config.items() if not key.startswith("_")}
+        config["in_channels"] = unet_config["in_channels"] + extra_in_channels
+        self.unet = UNet2DConditionModel.from_config(config)
+        groups = config.get("norm_num_groups", 32)
+        self.temporal_convs = nn.ModuleDict()
+        self.temporal_attns = nn.ModuleDict()
+        for name, kind, module in _spatial_modules(self.unet):
+            key = name.replace(".", "_")
+            channels = _output_channels(module)
+            if kind == "conv" and temporal_convolutions:
+                layer = self.temporal_convs[key] = TemporalConvolution(channels, norm_num_groups=groups)
+            elif kind == "attention" and temporal_attention:
+                layer = self.temporal_attns[key] = TemporalAttention(
+                    channels,
+                    num_attention_heads=temporal_attention_heads,
+                    norm_num_groups=groups,
+                    num_layers=temporal_attention_layers,
+                )
+            else:
+                continue
+            module.register_forward_hook(_ApplyTemporalLayer(layer))
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the noisy sample, without the extra conditioning channels."""
+        return self.config.unet_config["in_channels"]
+
+    @property
+    def out_channels(self) -> int:
+        return self.unet.config.out_channels
+
+    @property
+    def cross_attention_dim(self) -> int:
+        return self.unet.config.cross_attention_dim
+
+    @property
+    def sample_size(self):
+        return self.unet.config.sample_size
+
+    @property
+    def downsampling_factor(self) -> int:
+        """How much the UNet shrinks height and width: sizes must be multiples of it."""
+        return 2 ** sum(1 for block in self.unet.down_blocks if getattr(block, "downsamplers", None))
+
+    def temporal_layers(self) -> Iterator[nn.Module]:
+        yield from self.temporal_convs.values()
+        yield from self.temporal_attns.values()
+
+    def temporal_parameters(self) -> Iterator[nn.Parameter]:
+        for layer in self.temporal_layers():
+            yield from layer.parameters()
+
+    def freeze_spatial_layers(self, train_conv_in: bool = False) -> None:
+        """Freezes every 2D weight and leaves the temporal layers trainable (Make-A-Video, sec. 3.4).
+
+        ``train_conv_in=True`` keeps ``conv_in`` trainable too, for stages whose extra input
+        channels must learn to read their conditioning.
+        """
+        if not isinstance(train_conv_in, bool):
+            raise ValueError(f"`train_conv_in` must be a bool, got {train_conv_in!r}.")
+        self.unet.requires_grad_(False)
+        self.unet.conv_in.requires_grad_(train_conv_in)
+        for layer in self.temporal_layers():
+            layer.requires_grad_(True)
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        class_labels: torch.Tensor | None = None,
+        timestep_cond: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cross_attention_kwargs: dict | None = None,
+        added_cond_kwargs: dict | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> VideoUNetOutput | tuple:
+        """Denoises a video.
+
+        Args:
+            sample: noisy video ``(B, C, F, H, W)``, with the extra conditioning channels appended.
+            timestep: a number, ``(B,)``, or one per frame ``(B, F)``.
+            encoder_hidden_states: text embeddings ``(B, L, D)``, shared by the frames of a video.
+            class_labels: ``(B,)`` or ``(B, F)``, for UNets with a class embedding (noise level).
+            The remaining arguments go to the 2D UNet, repeated per frame where they are per video.
+        """
+        if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
+            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
+            raise ValueError(f"`sample` must be a tensor of shape (B, C, F, H, W), got {shape}.")
+        batch, channels, frames, height, width = sample.shape
+        if channels != self.unet.config.in_channels:
+            raise ValueError(
+                f"`sample` must have {self.unet.config.in_channels} channels ({self.in_channels} noisy + "
+                f"{self.config.extra_in_channels} conditioning), got {channels}."
+            )
+        if not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.ndim != 3:
+            raise ValueError(
+                "`encoder_hidden_states` must be a tensor of shape (B, L, D), got "
+                f"{getattr(encoder_hidden_states, 'shape', encoder_hidden_states)!r}."
+            )
+        for layer in self.temporal_layers():
+            layer.num_frames = frames
+        frames_in_batch = sample.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)
+        output = self.unet(
+            frames_in_batch,  # (B*F, C, H, W)
+            _per_frame("timestep", timestep, batch, frames),
+            _per_frame("encoder_hidden_states", encoder_hidden_states, batch, frames),
+            class_labels=_per_frame("class_labels", class_labels, batch, frames),
+            timestep_cond=_per_frame("timestep_cond", timestep_cond, batch, frames),
+            attention_mask=_per_frame("attention_mask", attention_mask, batch, frames),
+            cross_attention_kwargs=cross_attention_kwargs,
+            added_cond_kwargs=added_cond_kwargs,
+            encoder_attention_mask=_per_frame(
+                "encoder_attention_mask", encoder_attention_mask, batch, frames
+            ),
+            return_dict=False,
+        )[0]  # (B*F, C', H, W)
+        output = output.reshape(batch, frames, -1, height, width).permute(0, 2, 1, 3, 4)  # (B, C', F, H, W)
+        if not return_dict:
+            return (output,)
+        return VideoUNetOutput(sample=output)

@@ -1,0 +1,129 @@
+"""What every stage pipeline shares: argument checks, prompt encoding, decoding and the output type."""
+
+from dataclasses import dataclass
+from numbers import Real
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.utils import BaseOutput
+
+OUTPUT_TYPES = ("np", "pt", "pil", "latent")
+
+
+@dataclass
+class VideoPipelineOutput(BaseOutput):
+    """Frames of a stage: ``np`` ``(B, F, H, W, 3)`` in [0, 1], ``pt`` ``(B, F, 3, H, W)``, ``pil`` a list
+    (per video) of lists of images, or ``latent`` ``(B, C, F, h, w)``."""
+
+    frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
+
+
+def check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+
+
+def check_size(name: str, value, multiple: int) -> None:
+    check_positive_int(name, value)
+    if value % multiple:
+        raise ValueError(f"`{name}` must be a multiple of {multiple} for this model, got {value}.")
+
+
+def check_number(name: str, value, minimum: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, Real) or not value >= minimum:
+        raise ValueError(f"`{name}` must be a number >= {minimum}, got {value!r}.")
+
+
+def check_output_type(output_type) -> None:
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"`output_type` must be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
+
+
+def check_tensor_shape(name: str, value, shape: tuple) -> None:
+    """Checks ``value`` is a tensor of ``shape``, where ``None`` entries match any size."""
+    actual = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+    if (
+        actual is None
+        or len(actual) != len(shape)
+        or any(want is not None and want != got for want, got in zip(shape, actual, strict=True))
+    ):
+        wanted = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        got = actual if actual is not None else type(value).__name__
+        raise ValueError(f"`{name}` must be a tensor of shape {wanted}, got {got}.")
+
+
+def check_prompts(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, embed_dim: int) -> int:
+    """Validates the prompt arguments and returns the batch size they define."""
+    if (prompt is None) == (prompt_embeds is None):
+        raise ValueError(
+            "Give exactly one of `prompt` and `prompt_embeds`, got "
+            f"prompt={prompt!r} and prompt_embeds={'a tensor' if prompt_embeds is not None else None}."
+        )
+    if prompt is not None:
+        if isinstance(prompt, str):
+            prompt = [prompt]
+        if not isinstance(prompt, list) or not prompt or not all(isinstance(p, str) for p in prompt):
+            raise ValueError(f"`prompt` must be a str or a non-empty list of str, got {prompt!r}.")
+        batch_size = len(prompt)
+    else:
+        check_tensor_shape("prompt_embeds", prompt_embeds, (None, None, embed_dim))
+        batch_size = prompt_embeds.shape[0]
+    if negative_prompt is not None and negative_prompt_embeds is not None:
+        raise ValueError("Give at most one of `negative_prompt` and `negative_prompt_embeds`, got both.")
+    if negative_prompt is not None:
+        negatives = [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
+        if not isinstance(negatives, list) or not all(isinstance(p, str) for p in negatives):
+            raise ValueError(f"`negative_prompt` must be a str or a list of str, got {negative_prompt!r}.")
+        if len(negatives) != batch_size:
+            raise ValueError(
+                f"`negative_prompt` has {len(negatives)} entries but the prompts define a batch of {batch_size}."
+            )
+    if negative_prompt_embeds is not None:
+        if prompt_embeds is None:
+            raise ValueError("`negative_prompt_embeds` needs `prompt_embeds` too; got it with `prompt`.")
+        check_tensor_shape("negative_prompt_embeds", negative_prompt_embeds, tuple(prompt_embeds.shape))
+    return batch_size
+
+
+def check_generator(generator, batch_size: int) -> None:
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if not isinstance(generator, list) or not all(isinstance(g, torch.Generator) for g in generator):
+        raise ValueError(f"`generator` must be a torch.Generator or a list of them, got {generator!r}.")
+    if len(generator) != batch_size:
+        raise ValueError(
+            f"`generator` is a list of {len(generator)} generators but the batch has {batch_size} videos "
+            "(prompts x num_videos_per_prompt)."
+        )
+
+
+def check_callback_inputs(callback_inputs, allowed) -> None:
+    if callback_inputs is None:
+        return
+    unknown = [name for name in callback_inputs if name not in allowed]
+    if unknown:
+        raise ValueError(f"`callback_on_step_end_tensor_inputs` has {unknown}, allowed: {list(allowed)}.")
+
+
+def encode_text(tokenizer, text_encoder, prompts: list[str], device: torch.device) -> torch.Tensor:
+    """Returns the last hidden states ``(B, L, D)`` of ``text_encoder`` for ``prompts``."""
+    tokens = tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    return text_encoder(tokens.input_ids.to(device))[0]
+
+
+def decode_latents(vae, latents: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+    """Decodes latents ``(B, C, F, h, w)`` to pixels ``(B, 3, F, H, W)`` in [-1, 1], ``chunk_size`` frames at a
+    time (all at once when ``None``), so decoding memory is bounded by the chunk."""
+    batch, channels, frames, height, width = latents.shape
+    flat = latents.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)  # (B*F, C, h, w)
+    flat = flat / vae.config.scaling_factor
+    step = chunk_size or flat.shape[0]
+    pixels = torch.cat([vae.decode(flat[i : i + step]).sample for i in range(0, flat.shape[0], step)])
+    return pixels.reshape(batch, frames, *pixels.shape[1:]).permute(0, 2, 1, 3, 4)  # (B, 3, F, H, W)
