@@ -1,0 +1,56 @@
+"""``ShapesDataset``: shapes-world clips rendered on the fly as a torch ``Dataset``."""
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from ._checks import check_positive_int
+from .frame_transforms import frames_to_tensor
+from .shapes_render import render_clip
+from .shapes_world import ShapesWorld, frame_times
+
+
+class ShapesDataset(Dataset):
+    """``length`` clips of the shapes world, item ``i`` being ``ShapesWorld(seed)[i]`` rendered.
+
+    Items have the layout of :class:`~cascade.data.video_text.VideoTextDataset` plus the parameters:
+    ``{"pixel_values": (C, F, H, W) float32 in [-1, 1], "caption": str, "params": dict}``, where
+    ``params`` is :meth:`~cascade.data.shapes_world.ShapeParams.to_dict` (str and float values, so
+    torch's default collate batches it). The same ``(seed, index)`` always gives the same item.
+
+    Args:
+        length: number of clips.
+        num_frames, height, width: render size; any size shows the same motion.
+        seed: seed of the clip parameters.
+        time_span: the part of normalised clip time [0, 1] the frames cover.
+    """
+
+    def __init__(
+        self,
+        length: int,
+        num_frames: int = 8,
+        height: int = 16,
+        width: int = 16,
+        seed: int = 0,
+        time_span: tuple[float, float] = (0.0, 1.0),
+    ):
+        self.length = check_positive_int("length", length)
+        self.num_frames = check_positive_int("num_frames", num_frames)
+        self.height = check_positive_int("height", height)
+        self.width = check_positive_int("width", width)
+        frame_times(num_frames, time_span)  # checks time_span
+        self.time_span = (float(time_span[0]), float(time_span[1]))
+        self.world = ShapesWorld(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < self.length:
+            raise IndexError(f"`index` must be in [0, {self.length}), got {index!r}.")
+        params = self.world[index]
+        frames = render_clip(params, self.num_frames, self.height, self.width, self.time_span)  # (F, H, W, 3)
+        return {
+            "pixel_values": frames_to_tensor(frames),
+            "caption": params.caption,
+            "params": params.to_dict(),
+        }
