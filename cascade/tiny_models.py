@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -112,10 +112,8 @@ def tiny_vae(seed: int = 0) -> AutoencoderKL:
 def tiny_keyframes_components(latent: bool = False, seed: int = 0, kind: str = "sd15") -> dict:
     """Components of a tiny :class:`cascade.KeyframesPipeline`: in a VAE's latent space when ``latent``,
     else in pixel space (a UNet on RGB)."""
-    from cascade.models import inflate
-
     channels = {} if latent else {"in_channels": 3, "out_channels": 3}
-    unet = inflate(tiny_unet2d(kind, seed=seed, sample_size=8, **channels))
+    unet = _inflate(tiny_unet2d(kind, seed=seed, sample_size=8, **channels))
     return {
         "unet": unet,
         "scheduler": DDIMScheduler(num_train_timesteps=1000),
@@ -123,3 +121,34 @@ def tiny_keyframes_components(latent: bool = False, seed: int = 0, kind: str = "
         "tokenizer": tiny_tokenizer(),
         "vae": tiny_vae(seed) if latent else None,
     }
+
+
+def tiny_interpolation_components(latent: bool = False, seed: int = 0) -> dict:
+    """Components of a tiny :class:`cascade.InterpolationPipeline`: the UNet reads the noisy frames, the
+    known frames and their mask (``extra_in_channels = C + 1``)."""
+    components = tiny_keyframes_components(latent=latent, seed=seed)
+    base = components["unet"].unet
+    components["unet"] = _inflate(base, extra_in_channels=base.config.in_channels + 1)
+    return components
+
+
+def tiny_super_resolution_components(latent: bool = False, seed: int = 0, inflated: bool = True) -> dict:
+    """Components of a tiny super-resolution stage, shaped like the x4 upscaler: the UNet reads the noisy
+    sample and the low-resolution RGB frames (3 more input channels) and takes the noise level as a class
+    label. ``inflated=False`` gives a plain ``UNet2DConditionModel`` (for the per-frame stage)."""
+    noisy = 4 if latent else 3
+    unet = tiny_unet2d("x4_upscaler", seed=seed, sample_size=8, in_channels=noisy + 3, out_channels=noisy)
+    return {
+        "unet": _inflate(unet) if inflated else unet,
+        "scheduler": DDIMScheduler(num_train_timesteps=1000),
+        "low_res_scheduler": DDPMScheduler(num_train_timesteps=1000),
+        "text_encoder": tiny_text_encoder(seed),
+        "tokenizer": tiny_tokenizer(),
+        "vae": tiny_vae(seed) if latent else None,
+    }
+
+
+def _inflate(unet: UNet2DConditionModel, **options):
+    from cascade.models import inflate
+
+    return inflate(unet, **options)

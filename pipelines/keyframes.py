@@ -7,18 +7,17 @@ latent space when the pipeline has a VAE (Blattmann et al. 2023, "Video LDM", ar
 in pixel space when it has none.
 """
 
-import inspect
 from collections.abc import Callable
 
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
+from diffusers import AutoencoderKL, SchedulerMixin
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
-from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from cascade.models import VideoUNet
 
+from .stage_base import VideoStagePipeline
 from .stage_utils import (
     VideoPipelineOutput,
     check_callback_inputs,
@@ -29,12 +28,10 @@ from .stage_utils import (
     check_prompts,
     check_size,
     check_tensor_shape,
-    decode_latents,
-    encode_text,
 )
 
 
-class KeyframesPipeline(DiffusionPipeline):
+class KeyframesPipeline(VideoStagePipeline):
     """Generates keyframes from a prompt with an inflated :class:`cascade.VideoUNet`.
 
     Components: ``unet`` (a VideoUNet with no extra input channels), ``scheduler`` (any diffusers
@@ -43,7 +40,6 @@ class KeyframesPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["vae"]
-    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
     def __init__(
         self,
@@ -58,59 +54,6 @@ class KeyframesPipeline(DiffusionPipeline):
             unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, vae=vae
         )
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
-
-    @property
-    def vae_scale_factor(self) -> int:
-        """How much smaller the latents are than the frames (1 in pixel space)."""
-        vae = getattr(self, "vae", None)
-        return 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
-
-    @property
-    def size_multiple(self) -> int:
-        """Frame height and width must be multiples of this."""
-        return self.vae_scale_factor * self.unet.downsampling_factor
-
-    @property
-    def guidance_scale(self) -> float:
-        return self._guidance_scale
-
-    @property
-    def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale > 1
-
-    @property
-    def num_timesteps(self) -> int:
-        return self._num_timesteps
-
-    def encode_prompt(
-        self,
-        prompt: str | list[str] | None,
-        device: torch.device,
-        num_videos_per_prompt: int = 1,
-        do_classifier_free_guidance: bool = True,
-        negative_prompt: str | list[str] | None = None,
-        prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns ``(prompt_embeds, negative_prompt_embeds)``, each ``(B * num_videos_per_prompt, L, D)``;
-        the negative ones are ``None`` without guidance. A missing negative prompt is the empty one."""
-        batch_size = check_prompts(
-            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.unet.cross_attention_dim
-        )
-        if prompt_embeds is None:
-            prompts = [prompt] if isinstance(prompt, str) else prompt
-            prompt_embeds = encode_text(self.tokenizer, self.text_encoder, prompts, device)
-        prompt_embeds = prompt_embeds.to(device=device, dtype=self.text_encoder.dtype)
-        if do_classifier_free_guidance and negative_prompt_embeds is None:
-            negatives = negative_prompt or ""
-            negatives = [negatives] * batch_size if isinstance(negatives, str) else negatives
-            negative_prompt_embeds = encode_text(self.tokenizer, self.text_encoder, negatives, device)
-        if not do_classifier_free_guidance:
-            negative_prompt_embeds = None
-        else:
-            negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
-            negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
-        return prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0), negative_prompt_embeds
 
     def check_inputs(
         self,
@@ -157,20 +100,6 @@ class KeyframesPipeline(DiffusionPipeline):
     def latents_shape(self, batch_size: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         factor = self.vae_scale_factor
         return (batch_size, self.unet.in_channels, num_frames, height // factor, width // factor)
-
-    def prepare_latents(self, shape, dtype, device, generator, latents=None) -> torch.Tensor:
-        """Starting noise ``(B, C, F, h, w)``, scaled by the scheduler's initial sigma."""
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        else:
-            latents = latents.to(device=device, dtype=dtype)
-        return latents * self.scheduler.init_noise_sigma
-
-    def decode(self, latents: torch.Tensor, decode_chunk_size: int | None) -> torch.Tensor:
-        """Pixels ``(B, 3, F, H, W)`` in [-1, 1] from the denoised sample."""
-        if self.vae is None:
-            return latents
-        return decode_latents(self.vae, latents.to(self.vae.dtype), decode_chunk_size)
 
     @torch.no_grad()
     def __call__(
@@ -250,47 +179,22 @@ class KeyframesPipeline(DiffusionPipeline):
             prompt_embeds,
             negative_prompt_embeds,
         )
-        batch_size = prompt_embeds.shape[0]
-
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        self._num_timesteps = len(timesteps)
         latents = self.prepare_latents(
-            self.latents_shape(batch_size, num_frames, height, width),
+            self.latents_shape(prompt_embeds.shape[0], num_frames, height, width),
             prompt_embeds.dtype,
             device,
             generator,
             latents,
         )  # (B, C, F, h, w)
-        step_parameters = inspect.signature(self.scheduler.step).parameters
-        step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
-
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
-            for i, t in enumerate(timesteps):
-                if self.do_classifier_free_guidance:
-                    model_input = torch.cat([latents, latents])  # (2B, C, F, h, w)
-                    embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
-                else:
-                    model_input, embeds = latents, prompt_embeds
-                model_input = self.scheduler.scale_model_input(model_input, t)
-                prediction = self.unet(model_input, t, encoder_hidden_states=embeds).sample
-                if self.do_classifier_free_guidance:
-                    unconditional, conditional = prediction.chunk(2)
-                    prediction = unconditional + guidance_scale * (conditional - unconditional)
-                latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
-
-                if callback_on_step_end is not None:
-                    available = {
-                        "latents": latents,
-                        "prompt_embeds": prompt_embeds,
-                        "negative_prompt_embeds": negative_prompt_embeds,
-                    }
-                    tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
-                    replaced = callback_on_step_end(self, i, t, tensors) or {}
-                    latents = replaced.get("latents", latents)
-                    prompt_embeds = replaced.get("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = replaced.get("negative_prompt_embeds", negative_prompt_embeds)
-                progress_bar.update()
+        latents = self.denoise(
+            latents,
+            prompt_embeds,
+            negative_prompt_embeds,
+            num_inference_steps,
+            generator,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
 
         if output_type == "latent":
             frames = latents

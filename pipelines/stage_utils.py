@@ -118,6 +118,54 @@ def encode_text(tokenizer, text_encoder, prompts: list[str], device: torch.devic
     return text_encoder(tokens.input_ids.to(device))[0]
 
 
+def video_to_tensor(video, processor, name: str = "video") -> torch.Tensor:
+    """A video as a previous stage returns it, as ``(B, 3, F, H, W)`` in [-1, 1].
+
+    Accepts ``np`` ``(B, F, H, W, 3)`` and ``pt`` ``(B, F, 3, H, W)`` floats in [0, 1], a list of PIL frames
+    (one video) or a list of such lists (a batch). ``processor`` is the pipeline's ``VideoProcessor``.
+    """
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        channel_axis = -1 if isinstance(video, np.ndarray) else 2
+        layout = "(B, F, H, W, 3)" if isinstance(video, np.ndarray) else "(B, F, 3, H, W)"
+        if video.ndim != 5 or video.shape[channel_axis] != 3:
+            raise ValueError(f"`{name}` must have shape {layout}, got {tuple(video.shape)}.")
+        values = torch.as_tensor(video)
+        if (
+            not values.is_floating_point()
+            or not torch.isfinite(values).all()
+            or values.min() < 0
+            or values.max() > 1
+        ):
+            raise ValueError(f"`{name}` must hold finite floats in [0, 1] (a stage's `np` or `pt` output).")
+    elif isinstance(video, list) and video:
+        videos = video if isinstance(video[0], list) else [video]
+        if not all(v and all(isinstance(f, PIL.Image.Image) for f in v) for v in videos):
+            raise ValueError(
+                f"`{name}` must be a list of PIL images or a list of such lists, got {video!r:.200}."
+            )
+        if len({(len(v), f.size) for v in videos for f in v}) != 1:
+            raise ValueError(f"`{name}`: every video must have the same number of frames and frame size.")
+    else:
+        raise ValueError(
+            f"`{name}` must be an np array (B, F, H, W, 3), a tensor (B, F, 3, H, W) or PIL frames, "
+            f"got {type(video).__name__}."
+        )
+    return processor.preprocess_video(video)  # (B, 3, F, H, W) in [-1, 1]
+
+
+def encode_video(vae, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+    """Encodes pixels ``(B, 3, F, H, W)`` in [-1, 1] to scaled latents ``(B, C, F, h, w)`` (the posterior's
+    mode, so conditioning is deterministic), ``chunk_size`` frames at a time."""
+    batch, channels, frames, height, width = pixels.shape
+    flat = pixels.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)  # (B*F, 3, H, W)
+    step = chunk_size or flat.shape[0]
+    latents = torch.cat(
+        [vae.encode(flat[i : i + step]).latent_dist.mode() for i in range(0, len(flat), step)]
+    )
+    latents = latents * vae.config.scaling_factor  # (B*F, C, h, w)
+    return latents.reshape(batch, frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
 def decode_latents(vae, latents: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
     """Decodes latents ``(B, C, F, h, w)`` to pixels ``(B, 3, F, H, W)`` in [-1, 1], ``chunk_size`` frames at a
     time (all at once when ``None``), so decoding memory is bounded by the chunk."""

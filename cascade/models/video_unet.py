@@ -143,8 +143,14 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
 
     @property
     def in_channels(self) -> int:
-        """Channels of the noisy sample, without the extra conditioning channels."""
-        return self.config.unet_config["in_channels"]
+        """Channels of the noisy sample (the UNet predicts as many); conditioning channels come after them."""
+        return self.unet.config.out_channels
+
+    @property
+    def conditioning_channels(self) -> int:
+        """Input channels after the noisy sample's: the extra ones plus, for a 2D UNet that already read
+        conditioning (the x4 upscaler's low-resolution RGB), its input channels beyond its output ones."""
+        return self.unet.config.in_channels - self.unet.config.out_channels
 
     @property
     def out_channels(self) -> int:
@@ -213,7 +219,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         if channels != self.unet.config.in_channels:
             raise ValueError(
                 f"`sample` must have {self.unet.config.in_channels} channels ({self.in_channels} noisy + "
-                f"{self.config.extra_in_channels} conditioning), got {channels}."
+                f"{self.conditioning_channels} conditioning), got {channels}."
             )
         if not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.ndim != 3:
             raise ValueError(

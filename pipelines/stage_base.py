@@ -1,0 +1,160 @@
+"""The base of every stage pipeline: prompt encoding, noise, the guided denoising loop, decoding.
+
+Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598. Frame windows: :mod:`cascade.windows`.
+"""
+
+import inspect
+from collections.abc import Callable
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils.torch_utils import randn_tensor
+
+from cascade.windows import run_in_windows
+
+from .stage_utils import check_prompts, decode_latents, encode_text
+
+
+class VideoStagePipeline(DiffusionPipeline):
+    """What the stage pipelines share. Subclasses register ``unet`` (a :class:`cascade.VideoUNet`),
+    ``scheduler``, ``text_encoder``, ``tokenizer`` and optionally ``vae``, and implement ``__call__``."""
+
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """How much smaller the latents are than the frames (1 in pixel space)."""
+        vae = getattr(self, "vae", None)
+        return 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame height and width must be multiples of this."""
+        return self.vae_scale_factor * self.unet.downsampling_factor
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        device: torch.device,
+        num_videos_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = True,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns ``(prompt_embeds, negative_prompt_embeds)``, each ``(B * num_videos_per_prompt, L, D)``;
+        the negative ones are ``None`` without guidance. A missing negative prompt is the empty one."""
+        batch_size = check_prompts(
+            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.unet.cross_attention_dim
+        )
+        if prompt_embeds is None:
+            prompts = [prompt] if isinstance(prompt, str) else prompt
+            prompt_embeds = encode_text(self.tokenizer, self.text_encoder, prompts, device)
+        prompt_embeds = prompt_embeds.to(device=device, dtype=self.text_encoder.dtype)
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            negatives = negative_prompt or ""
+            negatives = [negatives] * batch_size if isinstance(negatives, str) else negatives
+            negative_prompt_embeds = encode_text(self.tokenizer, self.text_encoder, negatives, device)
+        if not do_classifier_free_guidance:
+            negative_prompt_embeds = None
+        else:
+            negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
+            negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+        return prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0), negative_prompt_embeds
+
+    def prepare_latents(self, shape, dtype, device, generator, latents=None) -> torch.Tensor:
+        """Starting noise ``(B, C, F, h, w)``, scaled by the scheduler's initial sigma."""
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device=device, dtype=dtype)
+        return latents * self.scheduler.init_noise_sigma
+
+    def decode(self, latents: torch.Tensor, decode_chunk_size: int | None) -> torch.Tensor:
+        """Pixels ``(B, 3, F, H, W)`` in [-1, 1] from the denoised sample."""
+        if self.vae is None:
+            return latents
+        return decode_latents(self.vae, latents.to(self.vae.dtype), decode_chunk_size)
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None,
+        num_inference_steps: int,
+        generator=None,
+        conditioning: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+        window: int | None = None,
+        window_overlap: int = 0,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> torch.Tensor:
+        """Runs the scheduler from noise ``latents`` ``(B, C, F, h, w)`` to a clean sample.
+
+        ``conditioning`` ``(B, k, F, h, w)`` is concatenated to the model input as the UNet's extra input
+        channels; ``class_labels`` ``(B,)`` go to its class embedding. The UNet sees ``window`` frames at a
+        time, overlapping by ``window_overlap``, its predictions blended (all frames at once when ``None``).
+        Guidance uses ``self.guidance_scale``.
+        """
+        self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        step_parameters = inspect.signature(self.scheduler.step).parameters
+        step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
+        tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        guided = self.do_classifier_free_guidance
+
+        def predict(model_input: torch.Tensor, frames: slice, t) -> torch.Tensor:
+            embeds = torch.cat([negative_prompt_embeds, prompt_embeds]) if guided else prompt_embeds
+            labels = (
+                torch.cat([class_labels, class_labels])
+                if guided and class_labels is not None
+                else class_labels
+            )
+            return self.unet(model_input, t, encoder_hidden_states=embeds, class_labels=labels).sample
+
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                model_input = self.scheduler.scale_model_input(latents, t)
+                if conditioning is not None:
+                    model_input = torch.cat([model_input, conditioning.to(model_input.dtype)], dim=1)
+                if guided:
+                    model_input = torch.cat([model_input, model_input])  # (2B, C + k, F, h, w)
+                prediction = run_in_windows(
+                    lambda sample, frames, t=t: predict(sample, frames, t),
+                    model_input,
+                    window,
+                    window_overlap,
+                )
+                if guided:
+                    unconditional, conditional = prediction.chunk(2)
+                    prediction = unconditional + self.guidance_scale * (conditional - unconditional)
+                latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
+
+                if callback_on_step_end is not None:
+                    available = {
+                        "latents": latents,
+                        "prompt_embeds": prompt_embeds,
+                        "negative_prompt_embeds": negative_prompt_embeds,
+                    }
+                    tensors = {name: available[name] for name in tensor_inputs}
+                    replaced = callback_on_step_end(self, i, t, tensors) or {}
+                    latents = replaced.get("latents", latents)
+                    prompt_embeds = replaced.get("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = replaced.get("negative_prompt_embeds", negative_prompt_embeds)
+                progress_bar.update()
+        return latents
