@@ -117,7 +117,8 @@ def test_inflation_keeps_every_2d_weight_and_zero_initialises_extra_channels():
         else:
             assert torch.equal(inflated[key], value), key
     assert video_unet.unet.config.in_channels == 9
-    assert (video_unet.in_channels, video_unet.conditioning_channels) == (4, 5)  # 4 noisy + 3 low-res RGB + 2 extra
+    # 4 noisy channels; 3 low-resolution RGB + 2 extra conditioning channels.
+    assert (video_unet.in_channels, video_unet.conditioning_channels) == (4, 5)
 
 
 def test_save_and_load_round_trip_bit_exactly(tmp_path):
