@@ -2,7 +2,8 @@
 
 Both are built from the same 2D UNet (every block with cross-attention, so both place one temporal
 attention per spatial layer) with the same number of temporal attention layers; our temporal
-convolutions are switched off so both do the same work. Prints medians and ratios (ours / theirs).
+convolutions are switched off so both do the same work. Prints medians and ratios (ours / theirs); the
+timed forwards of the two models alternate, so a change in the machine's load hits both alike.
 
     python benchmarks/unet_step.py               # CPU
     python benchmarks/unet_step.py --device cuda --dtype float16
@@ -87,17 +88,14 @@ def peak_memory(run, device) -> int:
     return max(peak[0], resident_bytes()) - start
 
 
-def median_step_seconds(run, device, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def step_seconds(run, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -130,7 +128,7 @@ def main() -> None:
     for frames in args.frames:
         sample = torch.randn(1, 4, frames, args.size, args.size, device=device, dtype=dtype)
         text = torch.randn(1, 8, 64, device=device, dtype=dtype)
-        results = {}
+        runs = {}
         for name, model in models.items():
             # UNetMotionModel takes (B, C, F, H, W) like ours but wants the text repeated per frame.
             context = text if model is ours else text.repeat_interleave(frames, dim=0)
@@ -140,10 +138,16 @@ def main() -> None:
                     model(sample, 500, context)
 
             run()  # warm-up
-            memory = peak_memory(run, device)
-            seconds = median_step_seconds(run, device, args.repeats)
-            results[name] = (seconds, memory)
-            print(f"{frames:>6} {name:>18} {seconds:>14.4f} {memory / 2**20:>9.1f}")
+            runs[name] = run
+        memory = {name: peak_memory(run, device) for name, run in runs.items()}
+        # Interleaved, so a change in the machine's load hits both models alike.
+        times = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            for name, run in runs.items():
+                times[name].append(step_seconds(run, device))
+        results = {name: (statistics.median(times[name]), memory[name]) for name in runs}
+        for name, (seconds, peak) in results.items():
+            print(f"{frames:>6} {name:>18} {seconds:>14.4f} {peak / 2**20:>9.1f}")
         (our_time, our_memory), (their_time, their_memory) = results.values()
         print(
             f"{frames:>6} {'ratio ours/theirs':>18} {our_time / their_time:>14.3f} {our_memory / their_memory:>9.3f}"
