@@ -1,6 +1,7 @@
 """The ``cascade`` command line.
 
-    cascade generate PROMPT -o OUT.mp4 --model DIR [--frames N] [--steps N] [--seed N] [--fps N]
+    cascade generate PROMPT -o OUT.mp4 [--model DIR] [--stages ...] [--frames N] [--steps N] [--seed N]
+                     [--fps N] [--guidance G] [--save-intermediates]
     cascade init-tiny DIR [--latent]
 
 Errors print one line and exit with status 2; nothing half-written is left behind.
@@ -8,11 +9,12 @@ Errors print one line and exit with status 2; nothing half-written is left behin
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+STAGES = ("keyframes", "interpolation", "spatiotemporal_sr", "spatial_sr")
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
 
 
 class CommandError(Exception):
@@ -28,25 +30,43 @@ def _parser() -> argparse.ArgumentParser:
     generate = commands.add_parser(
         "generate",
         help="generate a video from a prompt",
-        description="Generate a video from a prompt with a saved pipeline and write it as .mp4 or .gif.",
+        description="Generate a video from a prompt with a saved cascade (or a saved keyframes pipeline) and "
+        "write it as .mp4 or .gif. Each stage shows a progress bar.",
     )
     generate.add_argument("prompt", help="what the video shows")
     generate.add_argument("-o", "--output", required=True, type=Path, help="output file, .mp4 or .gif")
     generate.add_argument(
-        "--model", type=Path, required=True, help="folder of a pipeline saved with save_pretrained"
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="folder of a cascade or a keyframes pipeline saved with save_pretrained (default: the demo cascade)",
     )
-    generate.add_argument("--frames", type=int, default=8, help="number of frames (default 8)")
-    generate.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
     generate.add_argument(
-        "--guidance", type=float, default=7.5, help="classifier-free guidance (default 7.5)"
+        "--stages",
+        nargs="+",
+        metavar="STAGE",
+        help=f"run only these stages of the model, in cascade order; from {', '.join(STAGES)} (default: all)",
+    )
+    generate.add_argument("--frames", type=int, default=8, help="number of keyframes (default 8)")
+    generate.add_argument("--steps", type=int, default=25, help="denoising steps of every stage (default 25)")
+    generate.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance of every stage (default: each stage's)",
     )
     generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     generate.add_argument("--fps", type=int, default=8, help="frames per second of the file (default 8)")
+    generate.add_argument(
+        "--save-intermediates",
+        action="store_true",
+        help="also write each earlier stage's frames next to the output, as OUT.<stage>.<suffix>",
+    )
 
     tiny = commands.add_parser(
         "init-tiny",
         help="write a tiny untrained pipeline, to try the plumbing",
-        description="Write a tiny randomly initialised KeyframesPipeline to DIR. Its videos are noise: it "
+        description="Write a tiny randomly initialised four-stage cascade to DIR. Its videos are noise: it "
         "exists to try the commands and the loading code without downloading anything.",
     )
     tiny.add_argument("directory", type=Path, help="folder to write (must not exist)")
@@ -79,46 +99,81 @@ def _write_video(frames, path: Path, fps: int) -> None:
         partial.unlink(missing_ok=True)
 
 
+def _load_cascade(model: Path):
+    """Loads a saved cascade, or a saved keyframes pipeline as a one-stage cascade, without loading bars."""
+    import diffusers
+    import transformers
+
+    from cascade import CascadePipeline, KeyframesPipeline
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+    if (model / "cascade_index.json").is_file():
+        return CascadePipeline.from_pretrained(model)
+    if (model / "model_index.json").is_file():
+        return CascadePipeline(keyframes=KeyframesPipeline.from_pretrained(model))
+    if model == DEFAULT_MODEL:
+        raise CommandError(f"the default model is not installed at {str(model)!r}; pass --model DIR")
+    raise CommandError(f"--model {str(model)!r} is not a saved cascade or pipeline folder")
+
+
 def generate(args: argparse.Namespace) -> None:
     for name in ("frames", "steps", "fps"):
         if getattr(args, name) <= 0:
             raise CommandError(f"--{name} must be a positive int, got {getattr(args, name)}")
+    unknown = [stage for stage in args.stages or [] if stage not in STAGES]
+    if unknown:
+        raise CommandError(f"unknown stage(s) {' '.join(unknown)}; choose from {', '.join(STAGES)}")
+    if args.stages and "keyframes" not in args.stages:
+        raise CommandError("generating from a prompt needs the keyframes stage in --stages")
     _check_output(args.output)
-    if not (args.model / "model_index.json").is_file():
-        raise CommandError(
-            f"--model {str(args.model)!r} is not a saved pipeline folder (no model_index.json)"
-        )
 
-    import torch
+    from cascade import CascadePipeline
 
-    from cascade import KeyframesPipeline
+    cascade = _load_cascade(args.model)
+    if args.stages:
+        missing = [stage for stage in args.stages if stage not in cascade.stages]
+        if missing:
+            raise CommandError(
+                f"the model has no stage(s) {' '.join(missing)}; it has {', '.join(cascade.stages)}"
+            )
+        cascade = CascadePipeline(**{name: cascade.stages[name] for name in args.stages})
+    if "keyframes" not in cascade.stages:
+        raise CommandError("generating from a prompt needs the keyframes stage in --stages")
+    for name, stage in cascade.stages.items():
+        stage.set_progress_bar_config(desc=name)
+    settings = {name: {"num_inference_steps": args.steps} for name in cascade.stages}
+    settings["keyframes"]["num_frames"] = args.frames
+    if args.guidance is not None:
+        for stage_settings in settings.values():
+            stage_settings["guidance_scale"] = args.guidance
+    result = cascade(
+        args.prompt, stage_kwargs=settings, seed=args.seed, output_type="pil", return_stage_outputs=True
+    )
+    written = []
+    if args.save_intermediates:
+        for name, frames in list(result.stage_frames.items())[:-1]:
+            path = args.output.with_name(f"{args.output.stem}.{name}{args.output.suffix}")
+            _write_video(_to_pil(cascade.stages[name], frames), path, args.fps)
+            written.append(path)
+    _write_video(result.frames[0], args.output, args.fps)
+    for path in [*written, args.output]:
+        print(f"wrote {path}")
 
-    pipe = KeyframesPipeline.from_pretrained(args.model)
-    frames = pipe(
-        args.prompt,
-        num_frames=args.frames,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        generator=torch.Generator().manual_seed(args.seed),
-        output_type="pil",
-    ).frames[0]
-    _write_video(frames, args.output, args.fps)
-    print(f"wrote {args.output}")
+
+def _to_pil(stage, frames) -> list:
+    """The first video of a stage's ``pt`` output ``(B, F, 3, H, W)`` in [0, 1] as PIL frames."""
+    return stage.video_processor.postprocess_video(frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1, "pil")[0]
 
 
 def init_tiny(args: argparse.Namespace) -> None:
     if args.directory.exists():
         raise CommandError(f"{str(args.directory)!r} already exists; give a new folder")
-    from cascade import KeyframesPipeline
-    from cascade.tiny_models import tiny_keyframes_components
+    from cascade import CascadePipeline
+    from cascade.tiny_models import tiny_cascade_stages
 
-    pipe = KeyframesPipeline(**tiny_keyframes_components(latent=args.latent))
-    partial = args.directory.with_name(f".{args.directory.name}.partial")
-    try:
-        pipe.save_pretrained(partial)
-        os.replace(partial, args.directory)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    CascadePipeline(**tiny_cascade_stages(latent=args.latent)).save_pretrained(args.directory)
     print(f"wrote {args.directory}")
 
 

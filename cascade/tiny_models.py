@@ -152,3 +152,27 @@ def _inflate(unet: UNet2DConditionModel, **options):
     from cascade.models import inflate
 
     return inflate(unet, **options)
+
+
+def tiny_cascade_stages(latent: bool = False, seed: int = 0) -> dict:
+    """The four stages of a tiny cascade sharing one text encoder: 8x8 keyframes, interpolation, then two
+    x4 super-resolution stages (32x32, then 128x128); keyword arguments for :class:`cascade.CascadePipeline`."""
+    from cascade.pipelines import (
+        InterpolationPipeline,
+        KeyframesPipeline,
+        SpatialSRPipeline,
+        SpatioTemporalSRPipeline,
+    )
+
+    text = {"text_encoder": tiny_text_encoder(seed), "tokenizer": tiny_tokenizer()}
+    spatial = tiny_super_resolution_components(latent=latent, seed=seed, inflated=False)
+    return {
+        "keyframes": KeyframesPipeline(**{**tiny_keyframes_components(latent=latent, seed=seed), **text}),
+        "interpolation": InterpolationPipeline(
+            **{**tiny_interpolation_components(latent=latent, seed=seed), **text}
+        ),
+        "spatiotemporal_sr": SpatioTemporalSRPipeline(
+            **{**tiny_super_resolution_components(latent=latent, seed=seed), **text}, upscale_factor=4
+        ),
+        "spatial_sr": SpatialSRPipeline(**{**spatial, **text}, upscale_factor=4),
+    }

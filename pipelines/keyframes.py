@@ -80,7 +80,7 @@ class KeyframesPipeline(VideoStagePipeline):
                 "(conditioning stages use their own pipelines)."
             )
         batch_size = check_prompts(
-            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.unet.cross_attention_dim
+            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.text_embedding_dim
         )
         check_positive_int("num_frames", num_frames)
         check_size("height", height, self.size_multiple)

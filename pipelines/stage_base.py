@@ -11,6 +11,7 @@ from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 
+from cascade.models import VideoUNet
 from cascade.windows import run_in_windows
 
 from .stage_utils import check_prompts, decode_latents, encode_text
@@ -32,6 +33,12 @@ class VideoStagePipeline(DiffusionPipeline):
     def size_multiple(self) -> int:
         """Frame height and width must be multiples of this."""
         return self.vae_scale_factor * self.unet.downsampling_factor
+
+    @property
+    def text_embedding_dim(self) -> int:
+        """Width of the text embeddings the UNet attends to."""
+        unet = self.unet.unet if isinstance(self.unet, VideoUNet) else self.unet
+        return unet.config.cross_attention_dim
 
     @property
     def guidance_scale(self) -> float:
@@ -58,7 +65,7 @@ class VideoStagePipeline(DiffusionPipeline):
         """Returns ``(prompt_embeds, negative_prompt_embeds)``, each ``(B * num_videos_per_prompt, L, D)``;
         the negative ones are ``None`` without guidance. A missing negative prompt is the empty one."""
         batch_size = check_prompts(
-            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.unet.cross_attention_dim
+            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.text_embedding_dim
         )
         if prompt_embeds is None:
             prompts = [prompt] if isinstance(prompt, str) else prompt

@@ -17,33 +17,69 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.mark.parametrize("suffix", [".gif", ".mp4"])
-def test_generate_writes_a_video_with_the_requested_frames(tiny_model, tmp_path, suffix, capsys):
+def test_generate_writes_the_cascade_video(tiny_model, tmp_path, suffix, capsys):
     output = tmp_path / f"clip{suffix}"
     args = ["generate", "a red circle moving right", "-o", str(output), "--model", str(tiny_model)]
-    assert main([*args, "--frames", "5", "--steps", "2", "--seed", "1"]) == 0
+    assert main([*args, "--frames", "3", "--steps", "1", "--seed", "1"]) == 0
     assert f"wrote {output}" in capsys.readouterr().out
     frames = iio.imread(output, index=None)  # (F, H, W, 3)
-    assert frames.shape[0] == 5 and frames.shape[-1] == 3
+    # 3 keyframes of 8x8, 4x interpolation: 9 frames; two 4x super-resolution stages: 128x128.
+    assert frames.shape[:3] == (9, 128, 128) and frames.shape[-1] == 3
     assert [p.name for p in tmp_path.iterdir()] == [output.name]
+
+
+def test_stage_subset_and_intermediates(tiny_model, tmp_path, capsys):
+    output = tmp_path / "clip.gif"
+    args = [
+        "generate",
+        "a prompt",
+        "-o",
+        str(output),
+        "--model",
+        str(tiny_model),
+        "--frames",
+        "2",
+        "--steps",
+        "1",
+    ]
+    assert (
+        main([*args, "--stages", "keyframes", "interpolation", "spatiotemporal_sr", "--save-intermediates"])
+        == 0
+    )
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["clip.gif", "clip.interpolation.gif", "clip.keyframes.gif"]
+    assert iio.imread(tmp_path / "clip.keyframes.gif", index=None).shape[:3] == (2, 8, 8)
+    assert iio.imread(tmp_path / "clip.interpolation.gif", index=None).shape[:3] == (5, 8, 8)
+    assert iio.imread(output, index=None).shape[:3] == (5, 32, 32)
+    assert capsys.readouterr().out.count("wrote ") == 3
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "{tmp}/missing"], "is not a saved pipeline folder"),
+        (["--model", "{tmp}/missing"], "is not a saved cascade or pipeline folder"),
         (["-o", "{tmp}/no/such/folder/out.mp4"], "does not exist or is not writable"),
         (["-o", "{tmp}/out.avi"], "--output must end in .mp4 or .gif"),
         (["--frames", "0"], "--frames must be a positive int, got 0"),
+        (["--stages", "colourise"], "unknown stage(s) colourise; choose from keyframes, interpolation"),
+        (["--stages", "interpolation"], "generating from a prompt needs the keyframes stage"),
     ],
 )
 def test_errors_print_one_line_and_leave_no_file(tiny_model, tmp_path, capsys, args, message):
     base = {"-o": str(tmp_path / "out.mp4"), "--model": str(tiny_model)}
     for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value.format(tmp=tmp_path)
-    argv = ["generate", "a prompt", *[item for pair in base.items() for item in pair]]
+    argv = ["generate", "a prompt", *[item for pair in base.items() for item in pair], "--steps", "1"]
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1 and "Traceback" not in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_default_model_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("cascade.cli.DEFAULT_MODEL", tmp_path / "not-installed")
+    assert main(["generate", "a prompt", "-o", str(tmp_path / "out.mp4")]) == 2
+    assert "the default model is not installed" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -68,5 +104,6 @@ def test_each_subcommand_has_complete_help(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--help"])
     generate_help = capsys.readouterr().out
-    for flag in ("--output", "--model", "--frames", "--steps", "--seed", "--fps", "--guidance"):
+    for flag in ("--output", "--model", "--stages", "--frames", "--steps", "--seed", "--fps", "--guidance"):
         assert flag in generate_help
+    assert "--save-intermediates" in generate_help

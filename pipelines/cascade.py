@@ -1,0 +1,284 @@
+"""The cascade: any ordered subset of the four stages, chained in memory.
+
+Quality comes from a chain of models that each solve an easier problem (Ho et al. 2022, "Cascaded
+Diffusion Models", arXiv:2106.15282; Ho et al. 2022, "Imagen Video", arXiv:2210.02303; Singer et al.
+2022, "Make-A-Video", arXiv:2209.14792): keyframes, frame interpolation, spatiotemporal and spatial
+super-resolution. The prompt is encoded once per distinct text encoder, and each stage hands its
+frames to the next as a tensor.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.utils import BaseOutput
+
+from .interpolation import InterpolationPipeline
+from .keyframes import KeyframesPipeline
+from .spatial_sr import SpatialSRPipeline
+from .spatiotemporal_sr import SpatioTemporalSRPipeline
+from .stage_utils import check_output_type
+
+STAGE_CLASSES = {
+    "keyframes": KeyframesPipeline,
+    "interpolation": InterpolationPipeline,
+    "spatiotemporal_sr": SpatioTemporalSRPipeline,
+    "spatial_sr": SpatialSRPipeline,
+}
+STAGE_ORDER = list(STAGE_CLASSES)
+INDEX_FILE = "cascade_index.json"
+
+
+@dataclass
+class CascadePipelineOutput(BaseOutput):
+    """``frames`` of the last stage, in the requested ``output_type``; ``stage_frames`` maps each stage to its
+    output ``(B, F, 3, H, W)`` in [0, 1] when ``return_stage_outputs=True``, else ``None``."""
+
+    frames: np.ndarray | torch.Tensor | list
+    stage_frames: dict[str, torch.Tensor] | None = None
+
+
+def _frame_size_after(name: str, stage, size: int | None) -> int | None:
+    """Frame side length a stage outputs for input frames of side ``size`` (``None``: not known here)."""
+    if name == "keyframes":
+        return stage.unet.sample_size * stage.vae_scale_factor if stage.unet.sample_size else None
+    if name == "interpolation" or size is None:
+        return size
+    return size * stage.config.upscale_factor
+
+
+def _size_problem(name: str, stage, size: int) -> str | None:
+    """Why a stage cannot take input frames of side ``size``, or ``None`` when it can."""
+    if name == "interpolation" and size % stage.size_multiple:
+        return f"needs frame sizes that are multiples of {stage.size_multiple}"
+    if (
+        name in ("spatiotemporal_sr", "spatial_sr")
+        and (size * stage.config.upscale_factor) % stage.size_multiple
+    ):
+        return (
+            f"upsamples by {stage.config.upscale_factor} and needs output sizes that are multiples of "
+            f"{stage.size_multiple}"
+        )
+    return None
+
+
+class CascadePipeline:
+    """Chains stage pipelines, in the order keyframes, interpolation, spatiotemporal SR, spatial SR.
+
+    Args:
+        **stages: stage name (``keyframes``, ``interpolation``, ``spatiotemporal_sr``, ``spatial_sr``) to
+            its pipeline; any subset, in that order. Without a keyframes stage, ``__call__`` needs a ``video``.
+
+    Stage compatibility (frame channels and sizes, scale factors) is checked here, before any model runs.
+    """
+
+    def __init__(self, **stages):
+        if not stages:
+            raise ValueError(f"Give at least one stage, as keyword arguments named from {STAGE_ORDER}.")
+        unknown = [name for name in stages if name not in STAGE_CLASSES]
+        if unknown:
+            raise ValueError(f"Unknown stage(s) {unknown}; allowed: {STAGE_ORDER}.")
+        order = sorted(stages, key=STAGE_ORDER.index)
+        for name in order:
+            if not isinstance(stages[name], STAGE_CLASSES[name]):
+                raise ValueError(
+                    f"Stage {name!r} must be a {STAGE_CLASSES[name].__name__}, got {type(stages[name]).__name__}."
+                )
+        self.stages = {name: stages[name] for name in order}
+        self._check_compatibility()
+
+    def _check_compatibility(self) -> None:
+        if "keyframes" in self.stages and next(iter(self.stages)) != "keyframes":
+            raise ValueError("The keyframes stage must come first.")
+        size, previous = None, None
+        for name, stage in self.stages.items():
+            problem = None if size is None else _size_problem(name, stage, size)
+            if problem:
+                raise ValueError(
+                    f"Stage {previous!r} outputs {size}x{size} frames but stage {name!r} {problem}."
+                )
+            if stage.text_embedding_dim != stage.text_encoder.config.hidden_size:
+                raise ValueError(
+                    f"Stage {name!r}: its UNet attends to {stage.text_embedding_dim}-d text but its text "
+                    f"encoder gives {stage.text_encoder.config.hidden_size}-d embeddings."
+                )
+            size, previous = _frame_size_after(name, stage, size), name
+
+    @property
+    def text_encoders(self) -> list:
+        """The distinct ``(tokenizer, text_encoder)`` pairs of the stages."""
+        pairs = []
+        for stage in self.stages.values():
+            if all(stage.text_encoder is not encoder for _, encoder in pairs):
+                pairs.append((stage.tokenizer, stage.text_encoder))
+        return pairs
+
+    def to(self, *args, **kwargs) -> "CascadePipeline":
+        for stage in self.stages.values():
+            stage.to(*args, **kwargs)
+        return self
+
+    def enable_model_cpu_offload(self, **kwargs) -> None:
+        for stage in self.stages.values():
+            stage.enable_model_cpu_offload(**kwargs)
+
+    def set_progress_bar_config(self, **kwargs) -> None:
+        for stage in self.stages.values():
+            stage.set_progress_bar_config(**kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Writes one subfolder per stage (each a stage's ``save_pretrained``) and ``cascade_index.json``;
+        written to a temporary folder first, then renamed, so a failed save leaves nothing half-written."""
+        target = Path(save_directory)
+        if target.exists() and not target.is_dir():
+            raise ValueError(f"`save_directory` {str(target)!r} exists and is not a folder.")
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            for name, stage in self.stages.items():
+                stage.save_pretrained(partial / name)
+            index = {"_class_name": type(self).__name__, "stages": list(self.stages)}
+            (partial / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(partial, target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_path: str | os.PathLike, **kwargs) -> "CascadePipeline":
+        """Loads a folder written by :meth:`save_pretrained`. Stages whose text encoders are byte-identical
+        on disk share one loaded encoder, so the prompt is encoded once for them. ``kwargs`` go to each
+        stage's ``from_pretrained``."""
+        folder = Path(pretrained_path)
+        index_path = folder / INDEX_FILE
+        if not index_path.is_file():
+            raise ValueError(f"`pretrained_path` {str(folder)!r} has no {INDEX_FILE}; is it a saved cascade?")
+        names = json.loads(index_path.read_text())["stages"]
+        stages, shared = {}, {}
+        for name in names:
+            if name not in STAGE_CLASSES:
+                raise ValueError(f"{INDEX_FILE} names unknown stage {name!r}; allowed: {STAGE_ORDER}.")
+            key = _text_encoder_fingerprint(folder / name)
+            components = (
+                dict(zip(("tokenizer", "text_encoder"), shared[key], strict=True)) if key in shared else {}
+            )
+            stage = STAGE_CLASSES[name].from_pretrained(folder / name, **components, **kwargs)
+            shared.setdefault(key, (stage.tokenizer, stage.text_encoder))
+            stages[name] = stage
+        return cls(**stages)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        video=None,
+        stage_kwargs: dict[str, dict] | None = None,
+        seed: int | None = None,
+        output_type: str = "np",
+        return_stage_outputs: bool = False,
+        return_dict: bool = True,
+    ) -> CascadePipelineOutput | tuple:
+        """Generates a video for ``prompt`` through every stage.
+
+        Args:
+            prompt, negative_prompt: the text (a str or a list: a batch), shared by all stages.
+            video: the input of the first stage when it is not ``keyframes`` (any form a stage accepts).
+            stage_kwargs: per-stage settings, e.g. ``{"keyframes": {"num_inference_steps": 25,
+                "guidance_scale": 9.0, "seed": 1}, "interpolation": {"interpolation_factor": 4},
+                "spatiotemporal_sr": {"noise_level": 50}}``; ``seed`` in a stage's dict seeds that stage.
+            seed: seeds every stage without a seed of its own (stage ``i`` gets ``seed + i``).
+            output_type: ``np``, ``pt`` or ``pil`` for the final frames.
+            return_stage_outputs: also return each stage's frames.
+        """
+        stage_kwargs = dict(stage_kwargs or {})
+        unknown = [name for name in stage_kwargs if name not in self.stages]
+        if unknown:
+            raise ValueError(
+                f"`stage_kwargs` names stage(s) {unknown} not in this cascade {list(self.stages)}."
+            )
+        for name, settings in stage_kwargs.items():
+            if not isinstance(settings, dict):
+                raise ValueError(f"`stage_kwargs[{name!r}]` must be a dict, got {settings!r}.")
+            reserved = {
+                "prompt",
+                "video",
+                "prompt_embeds",
+                "negative_prompt_embeds",
+                "output_type",
+                "generator",
+            }
+            if reserved & set(settings):
+                raise ValueError(
+                    f"`stage_kwargs[{name!r}]` sets {sorted(reserved & set(settings))}, which the cascade "
+                    "sets itself; use `seed` instead of `generator`."
+                )
+        if output_type == "latent":
+            raise ValueError("`output_type` must be one of ['np', 'pt', 'pil'] for a cascade, got 'latent'.")
+        check_output_type(output_type)
+        first = next(iter(self.stages))
+        if (first == "keyframes") == (video is not None):
+            raise ValueError(
+                f"`video` must be given exactly when the first stage is not keyframes; first stage is {first!r} "
+                f"and video is {'given' if video is not None else 'None'}."
+            )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"`seed` must be an int or None, got {seed!r}.")
+
+        embeddings = self._encode_prompt(prompt, negative_prompt)
+        stage_frames = {}
+        names = list(self.stages)
+        for index, (name, stage) in enumerate(self.stages.items()):
+            settings = dict(stage_kwargs.get(name, {}))
+            stage_seed = settings.pop("seed", None if seed is None else seed + index)
+            generator = None if stage_seed is None else torch.Generator().manual_seed(stage_seed)
+            positive, negative = embeddings[id(stage.text_encoder)]
+            inputs = {} if name == "keyframes" else {"video": video}
+            last = index == len(names) - 1
+            result = stage(
+                prompt_embeds=positive,
+                negative_prompt_embeds=negative,
+                generator=generator,
+                output_type=output_type if last and not return_stage_outputs else "pt",
+                **inputs,
+                **settings,
+            ).frames
+            video = result
+            if return_stage_outputs:
+                stage_frames[name] = result
+        frames = video
+        if return_stage_outputs and output_type != "pt":
+            last_stage = self.stages[names[-1]]
+            frames = last_stage.video_processor.postprocess_video(
+                frames.permute(0, 2, 1, 3, 4) * 2 - 1, output_type
+            )
+        if not return_dict:
+            return (frames, stage_frames or None)
+        return CascadePipelineOutput(frames=frames, stage_frames=stage_frames or None)
+
+    def _encode_prompt(self, prompt, negative_prompt) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Encodes the prompt once per distinct text encoder: ``id(text_encoder) -> (positive, negative)``."""
+        embeddings = {}
+        for stage in self.stages.values():
+            if id(stage.text_encoder) in embeddings:
+                continue
+            embeddings[id(stage.text_encoder)] = stage.encode_prompt(
+                prompt, stage._execution_device, 1, True, negative_prompt
+            )
+        return embeddings
+
+
+def _text_encoder_fingerprint(stage_folder: Path) -> str:
+    """sha256 over a stage's saved tokenizer and text encoder files: equal for byte-identical encoders."""
+    digest = hashlib.sha256()
+    for sub in ("tokenizer", "text_encoder"):
+        for path in sorted((stage_folder / sub).glob("*")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,183 @@
+"""CascadePipeline: every combination of stages, shared prompt encoding, hand-off, saving and checks."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from cascade import CascadePipeline
+from cascade.tiny_models import tiny_cascade_stages, tiny_text_encoder, tiny_tokenizer
+
+FAST = {"num_inference_steps": 1}
+SETTINGS = {
+    "keyframes": {**FAST, "num_frames": 2},
+    "interpolation": {**FAST, "interpolation_factor": 2},
+    "spatiotemporal_sr": dict(FAST),
+    "spatial_sr": dict(FAST),
+}
+
+
+@pytest.fixture(scope="module")
+def stages():
+    return tiny_cascade_stages()
+
+
+def build(stages, names):
+    cascade = CascadePipeline(**{name: stages[name] for name in names})
+    cascade.set_progress_bar_config(disable=True)
+    return cascade
+
+
+def expected_shape(names, frames=2, size=8):
+    """(F, H, W) after ``names``: 2x interpolation, 4x for each super-resolution stage."""
+    for name in names:
+        if name == "interpolation":
+            frames = (frames - 1) * 2 + 1
+        elif name in ("spatiotemporal_sr", "spatial_sr"):
+            size *= 4
+    return frames, size, size
+
+
+LATER = ["interpolation", "spatiotemporal_sr", "spatial_sr"]
+COMBINATIONS = [c for r in range(1, 4) for c in itertools.combinations(LATER, r)]
+
+
+@pytest.mark.parametrize("later", [(), *COMBINATIONS], ids=lambda c: "+".join(["keyframes", *c]))
+def test_frame_counts_and_sizes_through_every_combination_from_a_prompt(stages, later):
+    names = ["keyframes", *later]
+    cascade = build(stages, names)
+    result = cascade(
+        "a red circle", stage_kwargs={n: SETTINGS[n] for n in names}, seed=0, return_stage_outputs=True
+    )
+    frames, height, width = expected_shape(names)
+    assert result.frames.shape == (1, frames, height, width, 3)
+    assert list(result.stage_frames) == names
+    for index, name in enumerate(names):
+        f, h, w = expected_shape(names[: index + 1])
+        assert result.stage_frames[name].shape == (1, f, 3, h, w)
+    # The last stage's frames are the result, converted to the requested type.
+    np.testing.assert_allclose(
+        result.stage_frames[names[-1]].permute(0, 1, 3, 4, 2).numpy(), result.frames, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("names", COMBINATIONS, ids=lambda c: "+".join(c))
+def test_cascades_without_keyframes_take_a_video(stages, names):
+    cascade = build(stages, names)
+    video = np.random.default_rng(0).random((1, 3, 8, 8, 3), dtype=np.float32)  # (B, F, H, W, 3)
+    result = cascade("a red circle", video=video, stage_kwargs={n: SETTINGS[n] for n in names}, seed=0)
+    assert result.frames.shape == (1, *expected_shape(names, frames=3), 3)
+    assert result.stage_frames is None
+
+
+def test_prompt_is_encoded_once_per_distinct_text_encoder():
+    shared = tiny_cascade_stages()
+    cascade = build(shared, ["keyframes", "interpolation", "spatiotemporal_sr"])
+    assert len(cascade.text_encoders) == 1
+    calls = []
+    hook = shared["keyframes"].text_encoder.register_forward_pre_hook(lambda module, args: calls.append(1))
+    cascade("a red circle", stage_kwargs={n: SETTINGS[n] for n in cascade.stages}, seed=0)
+    hook.remove()
+    assert len(calls) == 2  # the prompt and the (empty) negative prompt, once for all three stages
+
+    separate = tiny_cascade_stages()
+    separate["interpolation"].register_modules(text_encoder=tiny_text_encoder(1), tokenizer=tiny_tokenizer())
+    cascade = build(separate, ["keyframes", "interpolation"])
+    assert len(cascade.text_encoders) == 2
+
+
+def test_stage_settings_reach_their_stage_and_seed_makes_runs_repeatable(stages):
+    cascade = build(stages, ["keyframes", "interpolation", "spatiotemporal_sr"])
+    seen = []
+    hook = stages["spatiotemporal_sr"].unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["class_labels"].tolist()), with_kwargs=True
+    )
+    settings = {
+        "keyframes": {**FAST, "num_frames": 3},
+        "interpolation": {**FAST, "interpolation_factor": 3},
+        "spatiotemporal_sr": {**FAST, "noise_level": 77, "guidance_scale": 1.0},
+    }
+    first = cascade("a red circle", stage_kwargs=settings, seed=5).frames
+    hook.remove()
+    assert first.shape == (1, 7, 32, 32, 3)
+    assert seen == [[77]]
+    assert np.array_equal(first, cascade("a red circle", stage_kwargs=settings, seed=5).frames)
+    assert not np.array_equal(first, cascade("a red circle", stage_kwargs=settings, seed=6).frames)
+
+
+def test_save_and_load_round_trip_gives_the_same_frames_and_shares_the_encoder(stages, tmp_path):
+    cascade = build(stages, ["keyframes", "interpolation", "spatiotemporal_sr"])
+    cascade.save_pretrained(tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "cascade_index.json",
+        "interpolation",
+        "keyframes",
+        "spatiotemporal_sr",
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    loaded = CascadePipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    assert list(loaded.stages) == list(cascade.stages)
+    assert len(loaded.text_encoders) == 1
+    settings = {n: SETTINGS[n] for n in cascade.stages}
+    assert np.array_equal(
+        cascade("a blue square", stage_kwargs=settings, seed=3).frames,
+        loaded("a blue square", stage_kwargs=settings, seed=3).frames,
+    )
+
+
+def test_incompatible_stages_are_rejected_when_the_cascade_is_built(stages):
+    from cascade import KeyframesPipeline, SpatioTemporalSRPipeline, inflate
+    from cascade.tiny_models import tiny_keyframes_components, tiny_super_resolution_components, tiny_unet2d
+
+    small = tiny_unet2d(sample_size=6, in_channels=3, out_channels=3)  # 6x6 keyframes
+    keyframes = KeyframesPipeline(**{**tiny_keyframes_components(), "unet": inflate(small)})
+    same_size = SpatioTemporalSRPipeline(**tiny_super_resolution_components(), upscale_factor=1)
+    with pytest.raises(
+        ValueError,
+        match="Stage 'interpolation' outputs 6x6 frames but stage 'spatiotemporal_sr' upsamples by 1 and needs "
+        "output sizes that are multiples of 4",
+    ):
+        CascadePipeline(
+            keyframes=keyframes, interpolation=stages["interpolation"], spatiotemporal_sr=same_size
+        )
+    with pytest.raises(ValueError, match=r"Unknown stage\(s\) \['colour'\]"):
+        CascadePipeline(keyframes=stages["keyframes"], colour=stages["spatial_sr"])
+    with pytest.raises(
+        ValueError, match="Stage 'interpolation' must be a InterpolationPipeline, got KeyframesPipeline"
+    ):
+        CascadePipeline(interpolation=stages["keyframes"])
+    with pytest.raises(ValueError, match="Give at least one stage"):
+        CascadePipeline()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"stage_kwargs": {"spatial_sr": {}}}, r"names stage\(s\) \['spatial_sr'\] not in this cascade"),
+        (
+            {"stage_kwargs": {"keyframes": {"generator": None}}},
+            r"sets \['generator'\], which the cascade sets itself",
+        ),
+        ({"stage_kwargs": {"keyframes": 3}}, r"`stage_kwargs\['keyframes'\]` must be a dict, got 3"),
+        (
+            {"video": np.zeros((1, 2, 8, 8, 3))},
+            "`video` must be given exactly when the first stage is not keyframes",
+        ),
+        ({"output_type": "latent"}, r"must be one of \['np', 'pt', 'pil'\] for a cascade"),
+        ({"seed": "1"}, "`seed` must be an int or None, got '1'"),
+    ],
+)
+def test_bad_cascade_arguments_are_rejected_before_any_model_runs(stages, kwargs, match):
+    cascade = build(stages, ["keyframes", "interpolation"])
+
+    def fail(*args):
+        raise AssertionError("a model ran before the input was checked")
+
+    hooks = [s.text_encoder.register_forward_pre_hook(fail) for s in cascade.stages.values()]
+    try:
+        with pytest.raises(ValueError, match=match):
+            cascade("a red circle", **kwargs)
+    finally:
+        for hook in hooks:
+            hook.remove()
