@@ -13,14 +13,12 @@ go back to the system.
 """
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
-from unet_step import peak_memory
+from unet_step import peak_memory, restart_with_returning_allocator
 
 from cascade import inflate
 from cascade.pipelines.spatiotemporal_sr import SpatioTemporalSRPipeline
@@ -43,10 +41,7 @@ def build_pipeline(width: int, device: torch.device) -> SpatioTemporalSRPipeline
 
 
 def main() -> None:
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
-        os.execve(
-            sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        )
+    restart_with_returning_allocator()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--window", type=int, default=16)

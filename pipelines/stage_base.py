@@ -114,8 +114,9 @@ class VideoStagePipeline(DiffusionPipeline):
 
         ``conditioning`` ``(B, k, F, h, w)`` is concatenated to the model input as the UNet's extra input
         channels; ``class_labels`` ``(B,)`` go to its class embedding. The UNet sees ``window`` frames at a
-        time, overlapping by ``window_overlap``, its predictions blended (all frames at once when ``None``).
-        Guidance uses ``self.guidance_scale``.
+        time, overlapping by ``window_overlap``, its guided predictions blended (all frames at once when
+        ``None``; then ``latents`` may also be images ``(B, C, h, w)`` for a 2D UNet). Guidance uses
+        ``self.guidance_scale``.
         """
         self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
         timesteps = self.scheduler.timesteps
@@ -125,31 +126,32 @@ class VideoStagePipeline(DiffusionPipeline):
         tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
         guided = self.do_classifier_free_guidance
 
-        def predict(model_input: torch.Tensor, frames: slice, t) -> torch.Tensor:
-            embeds = torch.cat([negative_prompt_embeds, prompt_embeds]) if guided else prompt_embeds
-            labels = (
-                torch.cat([class_labels, class_labels])
-                if guided and class_labels is not None
-                else class_labels
-            )
-            return self.unet(model_input, t, encoder_hidden_states=embeds, class_labels=labels).sample
+        def guided_prediction(model_input: torch.Tensor, frames: slice, t) -> torch.Tensor:
+            # The window's scaled latents (B, C, W, h, w) -> its guided prediction (B, C, W, h, w). Conditioning
+            # and the guidance batch are built per window, so memory follows the window, not the video.
+            if conditioning is not None:
+                model_input = torch.cat(
+                    [model_input, conditioning[:, :, frames].to(model_input.dtype)], dim=1
+                )
+            embeds, labels = prompt_embeds, class_labels
+            if guided:
+                model_input = torch.cat([model_input, model_input])  # (2B, C + k, W, h, w)
+                embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+                labels = None if class_labels is None else torch.cat([class_labels, class_labels])
+            prediction = self.unet(model_input, t, encoder_hidden_states=embeds, class_labels=labels).sample
+            if guided:
+                unconditional, conditional = prediction.chunk(2)
+                prediction = unconditional + self.guidance_scale * (conditional - unconditional)
+            return prediction
 
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
-                model_input = self.scheduler.scale_model_input(latents, t)
-                if conditioning is not None:
-                    model_input = torch.cat([model_input, conditioning.to(model_input.dtype)], dim=1)
-                if guided:
-                    model_input = torch.cat([model_input, model_input])  # (2B, C + k, F, h, w)
                 prediction = run_in_windows(
-                    lambda sample, frames, t=t: predict(sample, frames, t),
-                    model_input,
+                    lambda sample, frames, t=t: guided_prediction(sample, frames, t),
+                    self.scheduler.scale_model_input(latents, t),
                     window,
                     window_overlap,
                 )
-                if guided:
-                    unconditional, conditional = prediction.chunk(2)
-                    prediction = unconditional + self.guidance_scale * (conditional - unconditional)
                 latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
 
                 if callback_on_step_end is not None:

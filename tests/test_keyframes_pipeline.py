@@ -70,7 +70,8 @@ def test_a_batch_of_two_equals_two_single_runs(space, pixel_pipe, latent_pipe):
         generator=[torch.Generator().manual_seed(s) for s in (3, 4)],
     ).frames
     singles = [generate(pipe, p, seed=s)[0] for p, s in zip(prompts, (3, 4), strict=True)]
-    np.testing.assert_allclose(batch, np.stack(singles), atol=1e-5)
+    # Batched float32 kernels round differently from single ones: equal to 1e-4 (measured up to 1.1e-5).
+    np.testing.assert_allclose(batch, np.stack(singles), atol=1e-4)
 
 
 def test_num_videos_per_prompt_multiplies_the_batch(pixel_pipe):
