@@ -12,6 +12,7 @@ from .models import (
     VideoUNet,
     VideoUNetOutput,
     inflate,
+    load_motion_adapter,
 )
 from .pipelines import (
     CascadePipeline,
@@ -39,4 +40,5 @@ __all__ = [
     "VideoUNet",
     "VideoUNetOutput",
     "inflate",
+    "load_motion_adapter",
 ]

@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from cascade.eval.command import add_eval_parser, run_eval
+
 VIDEO_SUFFIXES = (".mp4", ".gif")
 STAGES = ("keyframes", "interpolation", "spatiotemporal_sr", "spatial_sr")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
@@ -73,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument(
         "--latent", action="store_true", help="with a VAE (latent space) instead of pixel space"
     )
+    add_eval_parser(commands)
     return parser
 
 
@@ -180,7 +183,7 @@ def init_tiny(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"generate": generate, "init-tiny": init_tiny}[args.command](args)
+        {"generate": generate, "init-tiny": init_tiny, "eval": run_eval}[args.command](args)
     except (CommandError, ValueError, OSError) as error:
         print(f"cascade {args.command}: error: {error}", file=sys.stderr)
         return 2

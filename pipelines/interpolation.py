@@ -35,13 +35,8 @@ from cascade.models import VideoUNet
 from .stage_base import VideoStagePipeline
 from .stage_utils import (
     VideoPipelineOutput,
-    check_callback_inputs,
-    check_generator,
-    check_number,
-    check_output_type,
     check_positive_int,
     check_prompts,
-    check_tensor_shape,
     encode_video,
     video_to_tensor,
 )
@@ -154,24 +149,20 @@ class InterpolationPipeline(VideoStagePipeline):
             )
         check_positive_int("interpolation_factor", interpolation_factor)
         check_window(window, window_overlap, interpolation_factor)
-        check_positive_int("num_inference_steps", num_inference_steps)
-        check_number("guidance_scale", guidance_scale, 0.0)
-        check_positive_int("num_videos_per_prompt", num_videos_per_prompt)
-        check_generator(generator, batch_size * num_videos_per_prompt)
-        if latents is not None:
-            factor = self.vae_scale_factor
-            shape = (
-                batch_size * num_videos_per_prompt,
-                self.unet.in_channels,
-                interpolated_length(num_frames, interpolation_factor),
-                height // factor,
-                width // factor,
-            )
-            check_tensor_shape("latents", latents, shape)
-        check_output_type(output_type)
-        check_callback_inputs(callback_on_step_end_tensor_inputs, self._callback_tensor_inputs)
-        if decode_chunk_size is not None:
-            check_positive_int("decode_chunk_size", decode_chunk_size)
+        factor = self.vae_scale_factor
+        length = interpolated_length(num_frames, interpolation_factor)
+        self.check_sampling_inputs(
+            batch_size,
+            num_inference_steps,
+            guidance_scale,
+            num_videos_per_prompt,
+            generator,
+            latents,
+            lambda videos: (videos, self.unet.in_channels, length, height // factor, width // factor),
+            output_type,
+            callback_on_step_end_tensor_inputs,
+            decode_chunk_size,
+        )
 
     def encode_frames(self, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
         """The given frames ``(B, 3, F, H, W)`` in [-1, 1] as the sample holds them: VAE latents

@@ -4,7 +4,8 @@ A text-conditioned video diffusion model (Ho et al. 2022, "Video Diffusion Model
 arXiv:2204.03458; the keyframe model D^t of Singer et al. 2022, "Make-A-Video", arXiv:2209.14792)
 sampled with classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598). It works in a VAE's
 latent space when the pipeline has a VAE (Blattmann et al. 2023, "Video LDM", arXiv:2304.08818) and
-in pixel space when it has none.
+in pixel space when it has none. Stable Diffusion 1.5 LoRAs (Hu et al. 2021, "LoRA: Low-Rank Adaptation
+of Large Language Models", arXiv:2106.09685) load into its spatial layers and text encoder.
 """
 
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import torch
 from diffusers import AutoencoderKL, SchedulerMixin
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -20,22 +22,22 @@ from cascade.models import VideoUNet
 from .stage_base import VideoStagePipeline
 from .stage_utils import (
     VideoPipelineOutput,
-    check_callback_inputs,
-    check_generator,
-    check_number,
-    check_output_type,
     check_positive_int,
     check_prompts,
     check_size,
-    check_tensor_shape,
 )
 
 
-class KeyframesPipeline(VideoStagePipeline):
+class KeyframesPipeline(VideoStagePipeline, StableDiffusionLoraLoaderMixin):
     """Generates keyframes from a prompt with an inflated :class:`cascade.VideoUNet`.
 
     Components: ``unet`` (a VideoUNet with no extra input channels), ``scheduler`` (any diffusers
     scheduler), ``text_encoder`` and ``tokenizer`` (CLIP), and an optional ``vae``.
+
+    ``pipe.load_lora_weights(path_or_repo_or_state_dict)`` loads a Stable Diffusion 1.5 LoRA (diffusers or
+    Kohya format, through diffusers' ``StableDiffusionLoraLoaderMixin`` and peft): its ``unet`` weights go
+    into the VideoUNet's 2D UNet (``pipe.unet.unet``), its ``text_encoder`` weights into the text encoder;
+    temporal layers are left alone.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -54,6 +56,13 @@ class KeyframesPipeline(VideoStagePipeline):
             unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, vae=vae
         )
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
+
+    @classmethod
+    def load_lora_into_unet(cls, state_dict, network_alphas, unet, **kwargs):
+        """Loads the ``unet.``-prefixed LoRA weights of ``state_dict`` into ``unet``'s 2D UNet, whose module
+        names they use; see diffusers' ``StableDiffusionLoraLoaderMixin.load_lora_into_unet``."""
+        spatial_unet = unet.unet if isinstance(unet, VideoUNet) else unet
+        super().load_lora_into_unet(state_dict, network_alphas, spatial_unet, **kwargs)
 
     def check_inputs(
         self,
@@ -85,17 +94,18 @@ class KeyframesPipeline(VideoStagePipeline):
         check_positive_int("num_frames", num_frames)
         check_size("height", height, self.size_multiple)
         check_size("width", width, self.size_multiple)
-        check_positive_int("num_inference_steps", num_inference_steps)
-        check_number("guidance_scale", guidance_scale, 0.0)
-        check_positive_int("num_videos_per_prompt", num_videos_per_prompt)
-        check_generator(generator, batch_size * num_videos_per_prompt)
-        if latents is not None:
-            shape = self.latents_shape(batch_size * num_videos_per_prompt, num_frames, height, width)
-            check_tensor_shape("latents", latents, shape)
-        check_output_type(output_type)
-        check_callback_inputs(callback_on_step_end_tensor_inputs, self._callback_tensor_inputs)
-        if decode_chunk_size is not None:
-            check_positive_int("decode_chunk_size", decode_chunk_size)
+        self.check_sampling_inputs(
+            batch_size,
+            num_inference_steps,
+            guidance_scale,
+            num_videos_per_prompt,
+            generator,
+            latents,
+            lambda videos: self.latents_shape(videos, num_frames, height, width),
+            output_type,
+            callback_on_step_end_tensor_inputs,
+            decode_chunk_size,
+        )
 
     def latents_shape(self, batch_size: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         factor = self.vae_scale_factor

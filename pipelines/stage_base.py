@@ -14,7 +14,17 @@ from diffusers.utils.torch_utils import randn_tensor
 from cascade.models import VideoUNet
 from cascade.windows import run_in_windows
 
-from .stage_utils import check_prompts, decode_latents, encode_text
+from .stage_utils import (
+    check_callback_inputs,
+    check_generator,
+    check_number,
+    check_output_type,
+    check_positive_int,
+    check_prompts,
+    check_tensor_shape,
+    decode_latents,
+    encode_text,
+)
 
 
 class VideoStagePipeline(DiffusionPipeline):
@@ -81,6 +91,32 @@ class VideoStagePipeline(DiffusionPipeline):
             negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
             negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
         return prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0), negative_prompt_embeds
+
+    def check_sampling_inputs(
+        self,
+        batch_size: int,
+        num_inference_steps,
+        guidance_scale,
+        num_videos_per_prompt,
+        generator,
+        latents,
+        latents_shape,
+        output_type,
+        callback_on_step_end_tensor_inputs,
+        decode_chunk_size,
+    ) -> None:
+        """Checks the arguments every stage's ``__call__`` shares, for a batch of ``batch_size`` prompts;
+        ``latents_shape(videos)`` gives the shape given ``latents`` must have."""
+        check_positive_int("num_inference_steps", num_inference_steps)
+        check_number("guidance_scale", guidance_scale, 0.0)
+        check_positive_int("num_videos_per_prompt", num_videos_per_prompt)
+        check_generator(generator, batch_size * num_videos_per_prompt)
+        if latents is not None:
+            check_tensor_shape("latents", latents, latents_shape(batch_size * num_videos_per_prompt))
+        check_output_type(output_type)
+        check_callback_inputs(callback_on_step_end_tensor_inputs, self._callback_tensor_inputs)
+        if decode_chunk_size is not None:
+            check_positive_int("decode_chunk_size", decode_chunk_size)
 
     def prepare_latents(self, shape, dtype, device, generator, latents=None) -> torch.Tensor:
         """Starting noise ``(B, C, F, h, w)``, scaled by the scheduler's initial sigma."""

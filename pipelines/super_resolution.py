@@ -24,13 +24,8 @@ from cascade.models import VideoUNet
 from .stage_base import VideoStagePipeline
 from .stage_utils import (
     VideoPipelineOutput,
-    check_callback_inputs,
-    check_generator,
-    check_number,
-    check_output_type,
     check_positive_int,
     check_prompts,
-    check_tensor_shape,
 )
 
 PIXEL_UPSCALE_FACTOR = 4  # the default in pixel space, as Make-A-Video's SR_l and the x4 upscaler
@@ -161,17 +156,18 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
         _check_int_range(
             "noise_level", noise_level, 0, self.config.max_noise_level, " (the pipeline's max_noise_level)"
         )
-        check_positive_int("num_inference_steps", num_inference_steps)
-        check_number("guidance_scale", guidance_scale, 0.0)
-        check_positive_int("num_videos_per_prompt", num_videos_per_prompt)
-        check_generator(generator, batch_size * num_videos_per_prompt)
-        if latents is not None:
-            shape = self.latents_shape(batch_size * num_videos_per_prompt, low_res.shape[2], height, width)
-            check_tensor_shape("latents", latents, shape)
-        check_output_type(output_type)
-        check_callback_inputs(callback_on_step_end_tensor_inputs, self._callback_tensor_inputs)
-        if decode_chunk_size is not None:
-            check_positive_int("decode_chunk_size", decode_chunk_size)
+        self.check_sampling_inputs(
+            batch_size,
+            num_inference_steps,
+            guidance_scale,
+            num_videos_per_prompt,
+            generator,
+            latents,
+            lambda videos: self.latents_shape(videos, low_res.shape[2], height, width),
+            output_type,
+            callback_on_step_end_tensor_inputs,
+            decode_chunk_size,
+        )
 
     def prepare_conditioning(
         self,

@@ -155,10 +155,14 @@ def test_progress_bar_counts_the_steps(capsys):
     assert "4/4" in capsys.readouterr().err
 
 
-def test_cpu_offload_sequence_names_every_model_component(pixel_pipe):
-    names = pixel_pipe.model_cpu_offload_seq.split("->")
-    assert set(names) == {"text_encoder", "unet", "vae"}
-    assert all(name in pixel_pipe.components for name in names)
+def test_model_cpu_offload_follows_the_sequence_and_keeps_the_frames():
+    pipe = make_pipeline(latent=True)
+    names = pipe.model_cpu_offload_seq.split("->")
+    assert set(names) == {"text_encoder", "unet", "vae"} and all(name in pipe.components for name in names)
+    reference = generate(pipe)
+    pipe.enable_model_cpu_offload(device="cpu")  # the hooks are the same on an accelerator
+    assert all(hasattr(getattr(pipe, name), "_hf_hook") for name in names)
+    assert np.array_equal(generate(pipe), reference)
 
 
 @pytest.mark.parametrize("space", ["pixel", "latent"])

@@ -1,6 +1,7 @@
 """Temporal layers and inflation of 2D UNets into video UNets."""
 
 from .inflate import inflate
+from .motion_adapter import load_motion_adapter
 from .temporal_layers import FramePositions, TemporalAttention, TemporalConvolution
 from .video_unet import VideoUNet, VideoUNetOutput
 
@@ -11,4 +12,5 @@ __all__ = [
     "VideoUNet",
     "VideoUNetOutput",
     "inflate",
+    "load_motion_adapter",
 ]

@@ -48,15 +48,18 @@ class _ApplyTemporalLayer:
 
 
 def _spatial_modules(unet: UNet2DConditionModel) -> Iterator[tuple[str, str, nn.Module]]:
-    """Yields ``(name, kind, module)`` for each ResNet ("conv") and attention block of ``unet``."""
+    """Yields ``(name, kind, module)`` for each ResNet ("conv") and attention block of ``unet``.
+
+    A ResNet of a block without attention blocks (``DownBlock2D``, ``UpBlock2D``) has kind "plain conv"."""
     blocks = [(f"down_blocks.{i}", b) for i, b in enumerate(unet.down_blocks)]
     if unet.mid_block is not None:
         blocks.append(("mid_block", unet.mid_block))
     blocks += [(f"up_blocks.{i}", b) for i, b in enumerate(unet.up_blocks)]
     for block_name, block in blocks:
+        attentions = getattr(block, "attentions", None) or []
         for i, resnet in enumerate(getattr(block, "resnets", None) or []):
-            yield f"{block_name}.resnets.{i}", "conv", resnet
-        for i, attention in enumerate(getattr(block, "attentions", None) or []):
+            yield f"{block_name}.resnets.{i}", "conv" if attentions else "plain conv", resnet
+        for i, attention in enumerate(attentions):
             yield f"{block_name}.attentions.{i}", "attention", attention
 
 
@@ -92,6 +95,11 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             (conditioning frames, masks, low-resolution videos).
         temporal_attention_heads: heads of each temporal attention (must divide its channels).
         temporal_attention_layers: transformer layers in each temporal attention.
+        temporal_attention_placement: where temporal attention goes. ``"attentions"``: after each
+            spatial attention block. ``"animatediff"``: where AnimateDiff (Guo et al. 2023) puts its
+            motion modules, so that a ``MotionAdapter`` fits (:func:`cascade.models.motion_adapter.
+            load_motion_adapter`): after each spatial attention block, and after each ResNet of the
+            blocks that have no attention block (``DownBlock2D``, ``UpBlock2D``), keyed by that ResNet.
     """
 
     _supports_gradient_checkpointing = True
@@ -105,6 +113,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         extra_in_channels: int = 0,
         temporal_attention_heads: int = 8,
         temporal_attention_layers: int = 1,
+        temporal_attention_placement: str = "attentions",
     ):
         super().__init__()
         if not isinstance(unet_config, dict) or "in_channels" not in unet_config:
@@ -119,6 +128,14 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         ):
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be a bool, got {value!r}.")
+        if temporal_attention_placement not in ("attentions", "animatediff"):
+            raise ValueError(
+                "`temporal_attention_placement` must be 'attentions' or 'animatediff', "
+                f"got {temporal_attention_placement!r}."
+            )
+        attends_after = {"attention"} | (
+            {"plain conv"} if temporal_attention_placement == "animatediff" else set()
+        )
         config = {key: value for key, value in unet_config.items() if not key.startswith("_")}
         config["in_channels"] = unet_config["in_channels"] + extra_in_channels
         self.unet = UNet2DConditionModel.from_config(config)
@@ -128,18 +145,17 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         for name, kind, module in _spatial_modules(self.unet):
             key = name.replace(".", "_")
             channels = _output_channels(module)
-            if kind == "conv" and temporal_convolutions:
-                layer = self.temporal_convs[key] = TemporalConvolution(channels, norm_num_groups=groups)
-            elif kind == "attention" and temporal_attention:
-                layer = self.temporal_attns[key] = TemporalAttention(
+            if kind != "attention" and temporal_convolutions:
+                self.temporal_convs[key] = TemporalConvolution(channels, norm_num_groups=groups)
+                module.register_forward_hook(_ApplyTemporalLayer(self.temporal_convs[key]))
+            if kind in attends_after and temporal_attention:  # after the temporal convolution, if any
+                self.temporal_attns[key] = TemporalAttention(
                     channels,
                     num_attention_heads=temporal_attention_heads,
                     norm_num_groups=groups,
                     num_layers=temporal_attention_layers,
                 )
-            else:
-                continue
-            module.register_forward_hook(_ApplyTemporalLayer(layer))
+                module.register_forward_hook(_ApplyTemporalLayer(self.temporal_attns[key]))
 
     @property
     def in_channels(self) -> int:

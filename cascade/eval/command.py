@@ -1,0 +1,323 @@
+"""``cascade eval``: generate a video per prompt (or read existing ones), score them, write a report.
+
+    cascade eval --prompts FILE (--model DIR | --videos DIR) -o OUTDIR [--metrics NAME ...]
+                 [--num-frames N] [--steps N] [--seed N] [--reference-videos DIR] ...
+
+Generated videos go to ``OUTDIR/videos/`` under names that encode what decides them
+(:func:`~cascade.eval.video_files.video_name`), so a rerun generates only the missing ones. Under
+``accelerate launch`` the videos still to generate are split across the processes; after
+``wait_for_everyone`` the main process reads them all, computes the metrics and writes
+``OUTDIR/report.json``, ``OUTDIR/report.md`` and ``OUTDIR/contact_sheet.png``.
+
+User errors raise ``ValueError``: ``cascade`` prints them as one line and exits with status 2.
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+from cascade.eval.prompts import CAPTION_COLUMNS, VIDEO_COLUMNS, PromptItem, read_prompts
+from cascade.eval.suite import METRICS, REFERENCE_METRICS, SuiteInputs, select_metrics, static_problems
+from cascade.eval.video_files import WRITE_FORMATS, match_videos, read_video, video_name, write_video
+from cascade.pipelines.cascade import STAGE_ORDER
+
+STAGES = tuple(STAGE_ORDER)  # the stages of a cascade, in order (as ``cascade generate``'s --stages)
+FVD_PROTOCOLS = ("original", "stylegan-v")
+
+
+def add_eval_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers the ``eval`` subcommand on ``subparsers`` (from ``add_subparsers``) and returns it."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="generate videos for a prompt file and score them",
+        description="Generate one video per prompt with a saved cascade (--model), or read videos already "
+        "generated (--videos), compute the metrics that apply, and write OUTDIR/report.json, "
+        "OUTDIR/report.md and OUTDIR/contact_sheet.png. Generated videos are kept in OUTDIR/videos/ and "
+        "a rerun only generates the missing ones. Under `accelerate launch` the prompts are split across "
+        "the processes. Nothing is downloaded: CLIPSIM and FVD/KVD need local checkpoints.",
+    )
+    parser.add_argument(
+        "--prompts",
+        required=True,
+        metavar="FILE",
+        type=Path,
+        help="prompt file: one prompt a line, or a CSV with a caption column and optionally a reference "
+        f"video column (the MSR-VTT layout; columns detected: {', '.join(CAPTION_COLUMNS)} / "
+        f"{', '.join(VIDEO_COLUMNS)})",
+    )
+    parser.add_argument(
+        "--model", type=Path, metavar="DIR", help="saved cascade (or keyframes pipeline) to generate with"
+    )
+    parser.add_argument(
+        "--videos",
+        type=Path,
+        metavar="DIR",
+        help="folder of videos already generated, paired with prompt i by a name starting with the "
+        "5-digit index (00000.mp4, 00000-x.npz, ...) or else, when it holds one video per prompt, in "
+        "name order",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUTDIR",
+        help="output folder (created if missing)",
+    )
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        metavar="METRIC",
+        help=f"metrics to compute, from {', '.join(METRICS)} (default: every one that applies; the report "
+        "says why the others were skipped)",
+    )
+    parser.add_argument(
+        "--num-frames", type=int, default=8, metavar="N", help="number of keyframes (default 8)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=25, metavar="N", help="denoising steps of every stage (default 25)"
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        metavar="G",
+        help="classifier-free guidance (default: each stage's)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="video i is generated with seed SEED + i (default 0)"
+    )
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        metavar="STAGE",
+        help=f"run only these stages of the model, from {', '.join(STAGES)} (default: all)",
+    )
+    parser.add_argument(
+        "--format",
+        default="mp4",
+        metavar="FORMAT",
+        help=f"file format of generated videos: {' or '.join(WRITE_FORMATS)} "
+        "(npz: lossless uint8 frames; default mp4)",
+    )
+    parser.add_argument(
+        "--fps", type=int, default=8, metavar="N", help="frames per second of mp4 files (default 8)"
+    )
+    parser.add_argument(
+        "--reference-videos",
+        type=Path,
+        metavar="DIR",
+        help="folder of reference (real) videos for PSNR/SSIM/FVD/KVD: with a CSV, the video column's "
+        "paths are relative to it (default: the CSV's folder); with a text file, paired with the prompts "
+        "as --videos is",
+    )
+    parser.add_argument(
+        "--caption-column", metavar="NAME", help="CSV column holding the prompts (default: detected)"
+    )
+    parser.add_argument(
+        "--video-column",
+        metavar="NAME",
+        help="CSV column holding reference video paths or ids (default: detected)",
+    )
+    parser.add_argument(
+        "--clip-model", type=Path, metavar="DIR", help="local CLIP checkpoint folder, enables clipsim"
+    )
+    parser.add_argument(
+        "--i3d", type=Path, metavar="PATH", help="local I3D TorchScript file, enables fvd and kvd"
+    )
+    parser.add_argument(
+        "--fvd-protocol",
+        default="original",
+        metavar="NAME",
+        help=f"FVD/KVD protocol: {' or '.join(FVD_PROTOCOLS)} (default original)",
+    )
+    return parser
+
+
+def _process_state():
+    """accelerate's ``PartialState``. A multi-process launch without CUDA (``accelerate launch --multi_gpu``
+    or ``torchrun`` on a CPU machine), or one with ``ACCELERATE_USE_CPU`` set, runs its processes on the
+    CPU with the gloo backend, instead of as independent copies that would each do all the work."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    launched = int(os.environ.get("LOCAL_RANK", -1)) != -1 or int(os.environ.get("WORLD_SIZE", 1)) > 1
+    return PartialState(
+        cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or (launched and not torch.cuda.is_available())
+    )
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Raises ``ValueError`` naming the flag for any argument that cannot work."""
+    if (args.model is None) == (args.videos is None):
+        raise ValueError("give exactly one of --model DIR (generate the videos) or --videos DIR (score them)")
+    unknown = [name for name in args.metrics or [] if name not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {' '.join(unknown)}; choose from {', '.join(METRICS)}")
+    for name in ("num_frames", "steps", "fps"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be an int >= 0, got {args.seed}")
+    unknown = [stage for stage in args.stages or [] if stage not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {' '.join(unknown)}; choose from {', '.join(STAGES)}")
+    if args.stages and "keyframes" not in args.stages:
+        raise ValueError("generating from prompts needs the keyframes stage in --stages")
+    if args.format not in WRITE_FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {args.format!r}")
+    if args.fvd_protocol not in FVD_PROTOCOLS:
+        raise ValueError(
+            f"--fvd-protocol must be one of {', '.join(FVD_PROTOCOLS)}, got {args.fvd_protocol!r}"
+        )
+    if args.clip_model is not None and not args.clip_model.is_dir():
+        raise ValueError(f"--clip-model {str(args.clip_model)!r} is not a folder")
+    if args.i3d is not None and not args.i3d.is_file():
+        raise ValueError(f"--i3d {str(args.i3d)!r} is not a file")
+    if args.output.exists() and not args.output.is_dir():
+        raise ValueError(f"--output {str(args.output)!r} exists and is not a folder")
+
+
+def _load_stages(args: argparse.Namespace):
+    """The model's cascade, limited to ``--stages``, with its own progress bars off."""
+    from cascade import CascadePipeline
+    from cascade.cli import _load_cascade
+
+    cascade = _load_cascade(args.model)
+    if args.stages:
+        missing = [stage for stage in args.stages if stage not in cascade.stages]
+        if missing:
+            raise ValueError(
+                f"the model has no stage(s) {' '.join(missing)}; it has {', '.join(cascade.stages)}"
+            )
+        cascade = CascadePipeline(**{name: cascade.stages[name] for name in STAGES if name in args.stages})
+    if "keyframes" not in cascade.stages:
+        raise ValueError("generating from prompts needs a model with a keyframes stage")
+    cascade.set_progress_bar_config(disable=True)
+    return cascade
+
+
+def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple[list[Path], int]:
+    """Generates the missing videos, split across the processes of ``state`` (accelerate's
+    ``PartialState``); returns every video's path and how many were missing."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    folder = args.output / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    common = {
+        "model": str(args.model.resolve()),
+        "stages": args.stages,
+        "num_frames": args.num_frames,
+        "steps": args.steps,
+        "guidance": args.guidance,
+    }
+    names = [video_name(i.index, {**common, "prompt": i.prompt, "seed": args.seed + i.index}) for i in items]
+    paths = [folder / f"{name}.{args.format}" for name in names]
+    todo = [index for index, path in enumerate(paths) if not path.exists()]
+    state.wait_for_everyone()  # every process has listed the missing videos before any is written
+    with state.split_between_processes(todo) as mine:
+        if mine:
+            cascade = _load_stages(args).to(state.device)
+            settings = {name: {"num_inference_steps": args.steps} for name in cascade.stages}
+            settings["keyframes"]["num_frames"] = args.num_frames
+            for stage_settings in settings.values() if args.guidance is not None else ():
+                stage_settings["guidance_scale"] = args.guidance
+        for index in tqdm(mine, desc="generating", unit="video", disable=not state.is_main_process):
+            item = items[index]
+            frames = cascade(item.prompt, stage_kwargs=settings, seed=args.seed + item.index).frames[0]
+            write_video((frames * 255).round().astype(np.uint8), paths[index], args.fps)  # (F, H, W, 3)
+            for stale in folder.glob(f"{item.index:05d}-*"):
+                if stale != paths[index]:
+                    stale.unlink()
+    state.wait_for_everyone()
+    return paths, len(todo)
+
+
+def _video_label(path: Path, folder: Path) -> str:
+    return os.path.relpath(path, folder) if path.resolve().is_relative_to(folder.resolve()) else str(path)
+
+
+def _settings(args: argparse.Namespace, metrics: list[str]) -> dict:
+    """The run's settings as written in the report."""
+    settings = {"prompts": str(args.prompts), "metrics": metrics}
+    if args.model is not None:
+        settings.update(
+            model=str(args.model),
+            stages=args.stages or "all",
+            num_frames=args.num_frames,
+            steps=args.steps,
+            guidance=args.guidance if args.guidance is not None else "each stage's",
+            seed=f"{args.seed} + prompt index",
+            format=args.format,
+        )
+    else:
+        settings["videos"] = str(args.videos)
+    if args.reference_videos is not None:
+        settings["reference_videos"] = str(args.reference_videos)
+    if {"fvd", "kvd"} & set(metrics):
+        settings.update(i3d=str(args.i3d), fvd_protocol=args.fvd_protocol)
+    if "clipsim" in metrics:
+        settings["clip_model"] = str(args.clip_model)
+    return settings
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    """Runs ``cascade eval`` with the parsed ``args``; see the module docstring."""
+    from cascade.eval.report import write_report
+    from cascade.eval.shapes_fidelity import parse_shapes_prompts
+    from cascade.eval.suite import check_references, compute_metrics, video_problems
+
+    _check_args(args)
+    items = read_prompts(
+        args.prompts,
+        caption_column=args.caption_column,
+        video_column=args.video_column,
+        reference_dir=args.reference_videos,
+    )
+    prompts = [item.prompt for item in items]
+    targets = parse_shapes_prompts(prompts)
+    has_references = items[0].reference is not None
+    problems = static_problems(len(items), has_references, args.clip_model, args.i3d, targets)
+    metrics, skipped = select_metrics(args.metrics, problems)
+    state = _process_state()
+    if args.model is not None:
+        paths, count = _generate(args, items, state)
+    else:
+        paths, count = match_videos(args.videos, len(items), "--videos"), 0
+    if not state.is_main_process:
+        return
+    args.output.mkdir(parents=True, exist_ok=True)
+    videos = [read_video(path) for path in paths]  # [(F, H, W, 3)]
+    later = video_problems(metrics, videos)
+    if later and args.metrics is not None:
+        name = next(iter(later))
+        raise ValueError(f"metric {name} {later[name]}")
+    metrics, skipped = [m for m in metrics if m not in later], {**skipped, **later}
+    labels = [_video_label(path, args.output) for path in paths]
+    references = None
+    if set(REFERENCE_METRICS) & set(metrics):
+        references = [read_video(item.reference) for item in items]  # [(F, H, W, 3)]
+        check_references(videos, references, labels)
+    seeds = [args.seed + item.index for item in items]
+    device = str(state.device)
+    inputs = SuiteInputs(
+        prompts, references, args.clip_model, args.i3d, args.fvd_protocol, targets, seeds, device
+    )
+    scores, summary = compute_metrics(metrics, videos, inputs)
+    rows = []
+    for item, label, video, row_scores in zip(items, labels, videos, scores, strict=True):
+        row = {"index": item.index, "prompt": item.prompt, "video": label}
+        if args.model is not None:
+            row["seed"] = args.seed + item.index
+        if item.reference is not None:
+            row["reference"] = str(item.reference)
+        row.update(frames=video.shape[0], height=video.shape[1], width=video.shape[2])
+        rows.append({**row, **row_scores})
+    report = {"settings": _settings(args, metrics), "summary": summary, "skipped": skipped, "videos": rows}
+    sheet = [(f"{item.index:05d} {item.prompt}", video) for item, video in zip(items, videos, strict=True)]
+    for path in write_report(args.output, report, sheet):
+        print(f"wrote {path}")
+    if args.model is not None:
+        print(f"generated {count} video(s), reused {len(items) - count}")

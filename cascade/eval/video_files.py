@@ -1,0 +1,96 @@
+"""Video files of ``cascade eval``: deterministic names, atomic writes, reading back, and pairing the
+videos of a folder with prompts.
+
+Generated video ``i`` is named ``{i:05d}-{digest}.{mp4|npz}``, the digest covering everything that
+decides its content (prompt, seed, model, settings), so a rerun reuses a file exactly when it would
+generate the same video. ``.npz`` files hold ``frames``: uint8 ``(F, H, W, 3)``, lossless.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cascade.data.media_io import VIDEO_EXTENSIONS, MediaReadError, probe_video, read_video_frames
+
+VIDEO_SUFFIXES = (*VIDEO_EXTENSIONS, ".npz")
+WRITE_FORMATS = ("mp4", "npz")
+
+
+def video_name(index: int, settings: dict) -> str:
+    """File stem of generated video ``index``: ``{index:05d}-{first 10 hex digits of sha256(settings)}``."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{index:05d}-{digest}"
+
+
+def write_video(frames: np.ndarray, path: Path, fps: int) -> None:
+    """Writes uint8 ``frames`` ``(F, H, W, 3)`` to ``path`` (``.npz``, or ``.mp4``/``.gif`` through
+    ``cascade.cli._write_video``) via a temporary file renamed into place."""
+    if path.suffix == ".npz":
+        partial = path.with_name(f".{path.stem}.partial.npz")
+        try:
+            with partial.open("wb") as handle:
+                np.savez_compressed(handle, frames=frames)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return
+    from PIL import Image
+
+    from cascade.cli import _write_video
+
+    _write_video([Image.fromarray(frame) for frame in frames], path, fps)
+
+
+def read_video(path: Path) -> np.ndarray:
+    """All frames of a video file as uint8 ``(F, H, W, 3)``; ``ValueError`` if it cannot be read."""
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path) as data:
+                frames = data["frames"]
+        except (OSError, KeyError, ValueError) as error:
+            raise ValueError(f"cannot read video {str(path)!r}: {error}") from error
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+            raise ValueError(
+                f"{str(path)!r} must hold `frames` as uint8 (F, H, W, 3), got {frames.dtype} {frames.shape}"
+            )
+        return frames
+    try:
+        return read_video_frames(path, range(probe_video(path).num_frames))  # (F, H, W, 3)
+    except MediaReadError as error:
+        raise ValueError(str(error)) from error
+
+
+def match_videos(folder: Path, count: int, flag: str) -> list[Path]:
+    """Pairs the videos of ``folder`` with prompts ``0 .. count - 1``.
+
+    By name: prompt ``i`` takes the file whose stem is ``{i:05d}`` or starts with ``{i:05d}-`` (the names
+    ``cascade eval`` writes). By index: when no file is named so and the folder holds exactly ``count``
+    videos, they are taken in sorted name order. Anything else raises ``ValueError`` naming ``flag``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {str(folder)!r} is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    files = [p for p in files if not p.name.startswith(".")]
+    named = {}
+    for path in files:
+        prefix = path.stem.split("-", 1)[0]
+        if len(prefix) == 5 and prefix.isdigit():
+            named.setdefault(int(prefix), []).append(path)
+    if not named and len(files) == count:
+        return files
+    matched = []
+    for index in range(count):
+        candidates = named.get(index, [])
+        if len(candidates) != 1:
+            found = "no video" if not candidates else f"{len(candidates)} videos"
+            raise ValueError(
+                f"{flag} {str(folder)!r} has {found} for prompt {index}: name it {index:05d}.<suffix> or "
+                f"{index:05d}-<anything>.<suffix> (suffixes {', '.join(VIDEO_SUFFIXES)}), or give exactly "
+                f"{count} videos to pair in name order"
+            )
+        matched.append(candidates[0])
+    return matched
