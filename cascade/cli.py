@@ -3,6 +3,7 @@
     cascade generate PROMPT -o OUT.mp4 [--model DIR] [--stages ...] [--frames N] [--steps N] [--seed N]
                      [--fps N] [--guidance G] [--save-intermediates]
     cascade init-tiny DIR [--latent]
+    cascade eval --prompts FILE (--model DIR | --videos DIR) -o OUTDIR [--metrics ...]
 
 Errors print one line and exit with status 2; nothing half-written is left behind.
 """
