@@ -114,9 +114,9 @@ def _load_cascade(model: Path):
     transformers.utils.logging.disable_progress_bar()
 
     if (model / "cascade_index.json").is_file():
-        return CascadePipeline.from_pretrained(model)
+        return CascadePipeline.from_pretrained(model)  # safetensors only
     if (model / "model_index.json").is_file():
-        return CascadePipeline(keyframes=KeyframesPipeline.from_pretrained(model))
+        return CascadePipeline(keyframes=KeyframesPipeline.from_pretrained(model, use_safetensors=True))
     if model == DEFAULT_MODEL:
         raise CommandError(f"the default model is not installed at {str(model)!r}; pass --model DIR")
     raise CommandError(f"--model {str(model)!r} is not a saved cascade or pipeline folder")

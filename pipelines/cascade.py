@@ -8,6 +8,7 @@ frames to the next as a tensor.
 """
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -134,32 +135,44 @@ class CascadePipeline:
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Writes one subfolder per stage (each a stage's ``save_pretrained``) and ``cascade_index.json``;
         written to a temporary folder first, then renamed, so a failed save leaves nothing half-written."""
-        target = Path(save_directory)
-        if target.exists() and not target.is_dir():
-            raise ValueError(f"`save_directory` {str(target)!r} exists and is not a folder.")
+        target = Path(save_directory).resolve()
+        if target.exists() and (
+            not target.is_dir() or (any(target.iterdir()) and not (target / INDEX_FILE).is_file())
+        ):
+            raise ValueError(
+                f"`save_directory` {str(target)!r} exists and is not an empty folder or a saved cascade; "
+                "give a new folder."
+            )
         partial = target.with_name(f".{target.name}.partial")
+        previous = target.with_name(f".{target.name}.previous")
         shutil.rmtree(partial, ignore_errors=True)
         try:
             for name, stage in self.stages.items():
                 stage.save_pretrained(partial / name)
             index = {"_class_name": type(self).__name__, "stages": list(self.stages)}
             (partial / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
-            if target.exists():
-                shutil.rmtree(target)
+            if target.exists():  # a cascade saved before: replaced only once the new one is complete
+                os.replace(target, previous)
             os.replace(partial, target)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(previous, ignore_errors=True)
 
     @classmethod
     def from_pretrained(cls, pretrained_path: str | os.PathLike, **kwargs) -> "CascadePipeline":
         """Loads a folder written by :meth:`save_pretrained`. Stages whose text encoders are byte-identical
         on disk share one loaded encoder, so the prompt is encoded once for them. ``kwargs`` go to each
-        stage's ``from_pretrained``."""
+        stage's ``from_pretrained``; weights load from safetensors only unless ``use_safetensors=False``."""
         folder = Path(pretrained_path)
         index_path = folder / INDEX_FILE
         if not index_path.is_file():
             raise ValueError(f"`pretrained_path` {str(folder)!r} has no {INDEX_FILE}; is it a saved cascade?")
-        names = json.loads(index_path.read_text())["stages"]
+        names = json.loads(index_path.read_text()).get("stages")
+        if not isinstance(names, list) or not names:
+            raise ValueError(
+                f'{str(index_path)!r} must list the cascade\'s stages under "stages", got {names!r}.'
+            )
+        kwargs.setdefault("use_safetensors", True)
         stages, shared = {}, {}
         for name in names:
             if name not in STAGE_CLASSES:
@@ -203,22 +216,35 @@ class CascadePipeline:
             raise ValueError(
                 f"`stage_kwargs` names stage(s) {unknown} not in this cascade {list(self.stages)}."
             )
+        reserved = {
+            "prompt",
+            "negative_prompt",
+            "video",
+            "prompt_embeds",
+            "negative_prompt_embeds",
+            "output_type",
+            "generator",
+            "return_dict",
+            "num_videos_per_prompt",
+        }
         for name, settings in stage_kwargs.items():
             if not isinstance(settings, dict):
                 raise ValueError(f"`stage_kwargs[{name!r}]` must be a dict, got {settings!r}.")
-            reserved = {
-                "prompt",
-                "video",
-                "prompt_embeds",
-                "negative_prompt_embeds",
-                "output_type",
-                "generator",
-            }
             if reserved & set(settings):
                 raise ValueError(
                     f"`stage_kwargs[{name!r}]` sets {sorted(reserved & set(settings))}, which the cascade "
                     "sets itself; use `seed` instead of `generator`."
                 )
+            accepted = set(inspect.signature(self.stages[name].__call__).parameters) | {"seed"}
+            unknown_settings = sorted(set(settings) - accepted)
+            if unknown_settings:
+                raise ValueError(
+                    f"`stage_kwargs[{name!r}]` has {unknown_settings}, which {type(self.stages[name]).__name__} "
+                    f"does not take; allowed: {sorted(accepted - reserved)}."
+                )
+            stage_seed = settings.get("seed")
+            if stage_seed is not None and (isinstance(stage_seed, bool) or not isinstance(stage_seed, int)):
+                raise ValueError(f"`stage_kwargs[{name!r}]['seed']` must be an int, got {stage_seed!r}.")
         if output_type == "latent":
             raise ValueError("`output_type` must be one of ['np', 'pt', 'pil'] for a cascade, got 'latent'.")
         check_output_type(output_type)

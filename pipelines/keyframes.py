@@ -83,9 +83,9 @@ class KeyframesPipeline(VideoStagePipeline, StableDiffusionLoraLoaderMixin):
         decode_chunk_size,
     ) -> None:
         """Raises ``ValueError`` naming the first bad argument, before any model runs."""
-        if self.unet.config.extra_in_channels:
+        if self.unet.conditioning_channels:
             raise ValueError(
-                f"`unet` has extra_in_channels={self.unet.config.extra_in_channels}; a keyframes UNet takes none "
+                f"`unet` reads {self.unet.conditioning_channels} conditioning channels; a keyframes UNet reads none "
                 "(conditioning stages use their own pipelines)."
             )
         batch_size = check_prompts(

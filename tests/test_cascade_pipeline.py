@@ -126,6 +126,18 @@ def test_save_and_load_round_trip_gives_the_same_frames_and_shares_the_encoder(s
     )
 
 
+def test_saving_refuses_a_folder_that_is_not_a_cascade_and_replaces_one_that_is(stages, tmp_path):
+    cascade = build(stages, ["keyframes"])
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="exists and is not an empty folder or a saved cascade"):
+        cascade.save_pretrained(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    cascade.save_pretrained(tmp_path / "model")
+    build(stages, ["keyframes", "interpolation"]).save_pretrained(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "notes.txt"]
+    assert list(CascadePipeline.from_pretrained(tmp_path / "model").stages) == ["keyframes", "interpolation"]
+
+
 def test_incompatible_stages_are_rejected_when_the_cascade_is_built(stages):
     from cascade import KeyframesPipeline, SpatioTemporalSRPipeline, inflate
     from cascade.tiny_models import tiny_keyframes_components, tiny_super_resolution_components, tiny_unet2d
@@ -166,6 +178,18 @@ def test_incompatible_stages_are_rejected_when_the_cascade_is_built(stages):
         ),
         ({"output_type": "latent"}, r"must be one of \['np', 'pt', 'pil'\] for a cascade"),
         ({"seed": "1"}, "`seed` must be an int or None, got '1'"),
+        (
+            {"stage_kwargs": {"interpolation": {"windw": 9}}},
+            r"has \['windw'\], which InterpolationPipeline does not take",
+        ),
+        (
+            {"stage_kwargs": {"keyframes": {"seed": 1.5}}},
+            r"`stage_kwargs\['keyframes'\]\['seed'\]` must be an int, got 1.5",
+        ),
+        (
+            {"stage_kwargs": {"keyframes": {"return_dict": False}}},
+            r"sets \['return_dict'\], which the cascade sets itself",
+        ),
     ],
 )
 def test_bad_cascade_arguments_are_rejected_before_any_model_runs(stages, kwargs, match):

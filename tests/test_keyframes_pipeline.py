@@ -244,5 +244,5 @@ def test_a_unet_with_conditioning_channels_is_rejected():
     pipe = make_pipeline(
         unet=inflate(tiny_unet2d(sample_size=8, in_channels=3, out_channels=3), extra_in_channels=2)
     )
-    with pytest.raises(ValueError, match="`unet` has extra_in_channels=2; a keyframes UNet takes none"):
+    with pytest.raises(ValueError, match="`unet` reads 2 conditioning channels; a keyframes UNet reads none"):
         generate(pipe)

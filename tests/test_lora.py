@@ -92,6 +92,30 @@ def test_video_unet_with_lora_equals_2d_unet_with_lora_frame_by_frame_and_tempor
     assert frames.shape == (1, 4, 2, 8, 8) and torch.isfinite(frames).all()
 
 
+@torch.no_grad()
+def test_pipeline_lora_management_reaches_the_spatial_unet(lora):
+    folders, _, _ = lora
+    pipe = keyframes_pipeline()
+    sample, timestep, text = video_inputs()
+    base = pipe.unet(sample, timestep, text).sample
+    pipe.load_lora_weights(folders["unet"], adapter_name="shapes")
+    tuned = pipe.unet(sample, timestep, text).sample
+    assert pipe.get_list_adapters() == {"unet": ["shapes"]}
+    pipe.disable_lora()
+    torch.testing.assert_close(pipe.unet(sample, timestep, text).sample, base)
+    pipe.enable_lora()
+    torch.testing.assert_close(pipe.unet(sample, timestep, text).sample, tuned)
+    pipe.set_adapters(["shapes"], adapter_weights=[0.0])
+    torch.testing.assert_close(pipe.unet(sample, timestep, text).sample, base)
+    pipe.set_adapters(["shapes"], adapter_weights=[1.0])
+    pipe.fuse_lora()
+    torch.testing.assert_close(pipe.unet(sample, timestep, text).sample, tuned, atol=1e-5, rtol=1e-5)
+    pipe.unfuse_lora()
+    pipe.unload_lora_weights()
+    torch.testing.assert_close(pipe.unet(sample, timestep, text).sample, base)
+    assert not any(isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer) for m in pipe.unet.modules())
+
+
 @pytest.mark.skipif(
     Version(version("peft")) < Version(TRANSFORMERS_MIN_PEFT),
     reason=f"transformers loads text-encoder adapters only with peft >= {TRANSFORMERS_MIN_PEFT}",

@@ -56,7 +56,9 @@ def _check_captions(captions, count: int) -> list[str]:
 def _load_default(model_name: str):
     from transformers import CLIPModel, CLIPTokenizer
 
-    return CLIPModel.from_pretrained(model_name), CLIPTokenizer.from_pretrained(model_name)
+    return CLIPModel.from_pretrained(model_name, use_safetensors=True), CLIPTokenizer.from_pretrained(
+        model_name
+    )
 
 
 @torch.no_grad()

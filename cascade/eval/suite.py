@@ -106,9 +106,8 @@ def check_references(videos: list[np.ndarray], references: list[np.ndarray], nam
 def _load_clip(folder: Path, device: str):
     from transformers import CLIPModel, CLIPTokenizer
 
-    return CLIPModel.from_pretrained(folder, local_files_only=True).to(device), CLIPTokenizer.from_pretrained(
-        folder, local_files_only=True
-    )
+    model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    return model.to(device), CLIPTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def compute_metrics(metrics: list[str], videos: list[np.ndarray], inputs: SuiteInputs) -> tuple[list, dict]:

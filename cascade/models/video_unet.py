@@ -206,6 +206,33 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         for layer in self.temporal_layers():
             layer.requires_grad_(True)
 
+    # Pipeline LoRA management (diffusers' ``unload_lora_weights``, ``fuse_lora``, ``set_adapters`` and
+    # friends) calls these on ``pipe.unet``; the LoRA layers live in the 2D UNet, so each call goes there.
+    @property
+    def peft_config(self) -> dict:
+        return self.unet.peft_config
+
+    def fuse_lora(self, *args, **kwargs):
+        return self.unet.fuse_lora(*args, **kwargs)
+
+    def unfuse_lora(self, *args, **kwargs):
+        return self.unet.unfuse_lora(*args, **kwargs)
+
+    def unload_lora(self):
+        return self.unet.unload_lora()
+
+    def set_adapters(self, *args, **kwargs):
+        return self.unet.set_adapters(*args, **kwargs)
+
+    def enable_lora(self):
+        return self.unet.enable_lora()
+
+    def disable_lora(self):
+        return self.unet.disable_lora()
+
+    def delete_adapters(self, *args, **kwargs):
+        return self.unet.delete_adapters(*args, **kwargs)
+
     def forward(
         self,
         sample: torch.Tensor,
@@ -226,7 +253,8 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             timestep: a number, ``(B,)``, or one per frame ``(B, F)``.
             encoder_hidden_states: text embeddings ``(B, L, D)``, shared by the frames of a video.
             class_labels: ``(B,)`` or ``(B, F)``, for UNets with a class embedding (noise level).
-            The remaining arguments go to the 2D UNet, repeated per frame where they are per video.
+            ``timestep_cond``, ``attention_mask`` and ``encoder_attention_mask`` are repeated per frame;
+            ``cross_attention_kwargs`` and ``added_cond_kwargs`` go to the 2D UNet unchanged.
         """
         if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
             shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
