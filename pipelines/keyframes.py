@@ -206,13 +206,4 @@ class KeyframesPipeline(VideoStagePipeline, StableDiffusionLoraLoaderMixin):
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
 
-        if output_type == "latent":
-            frames = latents
-        else:
-            frames = self.video_processor.postprocess_video(
-                self.decode(latents, decode_chunk_size), output_type
-            )
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (frames,)
-        return VideoPipelineOutput(frames=frames)
+        return self.finish(latents, output_type, return_dict, decode_chunk_size)

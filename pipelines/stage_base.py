@@ -7,14 +7,16 @@ import inspect
 from collections.abc import Callable
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 
 from cascade.models import VideoUNet
+from cascade.models.video_unet import downsampling_factor
 from cascade.windows import run_in_windows
 
 from .stage_utils import (
+    VideoPipelineOutput,
     check_callback_inputs,
     check_generator,
     check_number,
@@ -41,14 +43,18 @@ class VideoStagePipeline(DiffusionPipeline):
 
     @property
     def size_multiple(self) -> int:
-        """Frame height and width must be multiples of this."""
-        return self.vae_scale_factor * self.unet.downsampling_factor
+        """Frame height and width (of the output, for a super-resolution stage) must be multiples of this."""
+        return self.vae_scale_factor * downsampling_factor(self.spatial_unet)
+
+    @property
+    def spatial_unet(self) -> UNet2DConditionModel:
+        """The 2D UNet: ``unet`` itself, or the one a VideoUNet inflates."""
+        return self.unet.unet if isinstance(self.unet, VideoUNet) else self.unet
 
     @property
     def text_embedding_dim(self) -> int:
         """Width of the text embeddings the UNet attends to."""
-        unet = self.unet.unet if isinstance(self.unet, VideoUNet) else self.unet
-        return unet.config.cross_attention_dim
+        return self.spatial_unet.config.cross_attention_dim
 
     @property
     def guidance_scale(self) -> float:
@@ -91,6 +97,22 @@ class VideoStagePipeline(DiffusionPipeline):
             negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
             negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
         return prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0), negative_prompt_embeds
+
+    def finish(
+        self, latents: torch.Tensor, output_type: str, return_dict: bool, decode_chunk_size: int | None
+    ) -> VideoPipelineOutput | tuple:
+        """Decodes the denoised sample ``(B, C, F, h, w)`` to ``output_type`` frames, frees offloaded models
+        and returns the pipeline output."""
+        if output_type == "latent":
+            frames = latents
+        else:
+            frames = self.video_processor.postprocess_video(
+                self.decode(latents, decode_chunk_size), output_type
+            )
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return VideoPipelineOutput(frames=frames)
 
     def check_sampling_inputs(
         self,

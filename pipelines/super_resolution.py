@@ -23,7 +23,6 @@ from cascade.models import VideoUNet
 
 from .stage_base import VideoStagePipeline
 from .stage_utils import (
-    VideoPipelineOutput,
     check_positive_int,
     check_prompts,
 )
@@ -81,20 +80,6 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
         )
         self.register_to_config(upscale_factor=upscale_factor, max_noise_level=max_noise_level)
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
-
-    @property
-    def spatial_unet(self) -> UNet2DConditionModel:
-        """The 2D UNet: ``unet`` itself, or the one a VideoUNet inflates."""
-        return self.unet.unet if isinstance(self.unet, VideoUNet) else self.unet
-
-    @property
-    def size_multiple(self) -> int:
-        """Output frame height and width must be multiples of this."""
-        if isinstance(self.unet, VideoUNet):
-            downsampling = self.unet.downsampling_factor
-        else:
-            downsampling = 2 ** sum(1 for block in self.unet.down_blocks if block.downsamplers)
-        return self.vae_scale_factor * downsampling
 
     def latents_shape(self, batch_size: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         """Shape of the noisy sample for ``num_frames`` input frames of ``height`` x ``width``."""
@@ -194,18 +179,3 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
             low_res = flat.reshape(batch, frames, channels, *grid).permute(0, 2, 1, 3, 4)  # (B, 3, F, h, w)
         noise_levels = torch.full((batch,), noise_level, dtype=torch.long, device=device)
         return noise_augment(low_res, noise_levels, self.low_res_scheduler, generator), noise_levels
-
-    def finish(
-        self, latents: torch.Tensor, output_type: str, return_dict: bool, decode_chunk_size: int | None
-    ) -> VideoPipelineOutput | tuple:
-        """Decodes the denoised sample ``(B, C, F, h, w)`` to ``output_type`` frames."""
-        if output_type == "latent":
-            frames = latents
-        else:
-            frames = self.video_processor.postprocess_video(
-                self.decode(latents, decode_chunk_size), output_type
-            )
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (frames,)
-        return VideoPipelineOutput(frames=frames)

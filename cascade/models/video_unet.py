@@ -71,6 +71,11 @@ def _output_channels(module: nn.Module) -> int:
     return module.query_dim  # Attention with a spatial residual (AttnDownBlock2D, UNetMidBlock2D)
 
 
+def downsampling_factor(unet: UNet2DConditionModel) -> int:
+    """How much a 2D UNet shrinks height and width: 2 to the number of its down blocks that downsample."""
+    return 2 ** sum(1 for block in unet.down_blocks if getattr(block, "downsamplers", None))
+
+
 def _per_frame(name: str, value, batch: int, frames: int):
     """Repeats a per-video tensor ``(B, ...)`` or accepts a per-frame one ``(B, F)`` as ``(B*F, ...)``."""
     if not isinstance(value, torch.Tensor) or value.ndim == 0 or (name == "timestep" and value.shape == (1,)):
@@ -183,7 +188,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
     @property
     def downsampling_factor(self) -> int:
         """How much the UNet shrinks height and width: sizes must be multiples of it."""
-        return 2 ** sum(1 for block in self.unet.down_blocks if getattr(block, "downsamplers", None))
+        return downsampling_factor(self.unet)
 
     def temporal_layers(self) -> Iterator[nn.Module]:
         yield from self.temporal_convs.values()
