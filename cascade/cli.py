@@ -13,10 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-from cascade.eval.command import add_eval_parser, run_eval
+from cascade.atomic_write import write_atomically
+from cascade.cascade_settings import STAGES, check_generation_flags, select_stages, stage_settings
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
-STAGES = ("keyframes", "interpolation", "spatiotemporal_sr", "spatial_sr")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
 
 
@@ -24,7 +24,13 @@ class CommandError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def _parser() -> argparse.ArgumentParser:
+EVAL_HELP = "generate videos for a prompt file and score them"
+
+
+def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``argv`` (default ``sys.argv[1:]``). The ``eval`` subcommand's arguments come from
+    :mod:`cascade.eval.command`, which imports torch and diffusers: they are added only when ``argv`` may
+    name ``eval``; otherwise ``eval`` is listed by its one-line help, so ``cascade --help`` stays light."""
     parser = argparse.ArgumentParser(
         prog="cascade", description="Cascaded text-to-video generation with inflated diffusers UNets."
     )
@@ -76,7 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument(
         "--latent", action="store_true", help="with a VAE (latent space) instead of pixel space"
     )
-    add_eval_parser(commands)
+    if "eval" in (sys.argv[1:] if argv is None else argv):
+        from cascade.eval.command import add_eval_parser
+
+        add_eval_parser(commands, EVAL_HELP)
+    else:
+        commands.add_parser("eval", help=EVAL_HELP)
     return parser
 
 
@@ -92,15 +103,8 @@ def _write_video(frames, path: Path, fps: int) -> None:
     """Writes ``frames`` (a list of PIL images) to ``path`` through a temporary file, then renames it."""
     from diffusers.utils import export_to_gif, export_to_video
 
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        if path.suffix.lower() == ".gif":
-            export_to_gif(frames, str(partial), fps=fps)
-        else:
-            export_to_video(frames, str(partial), fps=fps)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    export = export_to_gif if path.suffix.lower() == ".gif" else export_to_video
+    write_atomically(path, lambda partial: export(frames, str(partial), fps=fps))
 
 
 def _load_cascade(model: Path):
@@ -123,35 +127,12 @@ def _load_cascade(model: Path):
 
 
 def generate(args: argparse.Namespace) -> None:
-    for name in ("frames", "steps", "fps"):
-        if getattr(args, name) <= 0:
-            raise CommandError(f"--{name} must be a positive int, got {getattr(args, name)}")
-    unknown = [stage for stage in args.stages or [] if stage not in STAGES]
-    if unknown:
-        raise CommandError(f"unknown stage(s) {' '.join(unknown)}; choose from {', '.join(STAGES)}")
-    if args.stages and "keyframes" not in args.stages:
-        raise CommandError("generating from a prompt needs the keyframes stage in --stages")
+    check_generation_flags(args.stages, args.seed, frames=args.frames, steps=args.steps, fps=args.fps)
     _check_output(args.output)
-
-    from cascade import CascadePipeline
-
-    cascade = _load_cascade(args.model)
-    if args.stages:
-        missing = [stage for stage in args.stages if stage not in cascade.stages]
-        if missing:
-            raise CommandError(
-                f"the model has no stage(s) {' '.join(missing)}; it has {', '.join(cascade.stages)}"
-            )
-        cascade = CascadePipeline(**{name: cascade.stages[name] for name in args.stages})
-    if "keyframes" not in cascade.stages:
-        raise CommandError("generating from a prompt needs the keyframes stage in --stages")
+    cascade = select_stages(_load_cascade(args.model), args.stages)
     for name, stage in cascade.stages.items():
         stage.set_progress_bar_config(desc=name)
-    settings = {name: {"num_inference_steps": args.steps} for name in cascade.stages}
-    settings["keyframes"]["num_frames"] = args.frames
-    if args.guidance is not None:
-        for stage_settings in settings.values():
-            stage_settings["guidance_scale"] = args.guidance
+    settings = stage_settings(cascade, args.steps, args.frames, args.guidance)
     result = cascade(
         args.prompt, stage_kwargs=settings, seed=args.seed, output_type="pil", return_stage_outputs=True
     )
@@ -181,10 +162,16 @@ def init_tiny(args: argparse.Namespace) -> None:
     print(f"wrote {args.directory}")
 
 
+def _run_eval(args: argparse.Namespace) -> None:
+    from cascade.eval.command import run_eval
+
+    run_eval(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser(argv).parse_args(argv)
     try:
-        {"generate": generate, "init-tiny": init_tiny, "eval": run_eval}[args.command](args)
+        {"generate": generate, "init-tiny": init_tiny, "eval": _run_eval}[args.command](args)
     except (CommandError, ValueError, OSError) as error:
         print(f"cascade {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -2,10 +2,12 @@
 
 import shutil
 import subprocess
+import sys
 
 import imageio.v3 as iio
 import pytest
 
+from cascade.atomic_write import write_atomically
 from cascade.cli import main
 
 
@@ -63,6 +65,7 @@ def test_stage_subset_and_intermediates(tiny_model, tmp_path, capsys):
         (["--frames", "0"], "--frames must be a positive int, got 0"),
         (["--stages", "colourise"], "unknown stage(s) colourise; choose from keyframes, interpolation"),
         (["--stages", "interpolation"], "generating from a prompt needs the keyframes stage"),
+        (["--seed", "-1"], "--seed must be an int >= 0, got -1"),
     ],
 )
 def test_errors_print_one_line_and_leave_no_file(tiny_model, tmp_path, capsys, args, message):
@@ -93,6 +96,32 @@ def test_installed_entry_point_runs():
         [shutil.which("cascade") or "cascade", "--help"], capture_output=True, text=True, check=True
     )
     assert "usage: cascade" in result.stdout and "generate" in result.stdout and "init-tiny" in result.stdout
+
+
+def test_help_does_not_import_the_eval_command():
+    """``cascade --help`` lists eval without importing cascade.eval.command (torch, diffusers, metrics)."""
+    code = (
+        "import sys\n"
+        "from cascade.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('cascade.eval.command' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "eval" in result.stdout and result.stdout.strip().endswith("False")
+
+
+def test_write_atomically_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.txt"
+    write_atomically(target, lambda partial: partial.write_text("done"))
+    assert target.read_text() == "done"
+
+    def fail(partial):
+        partial.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, fail)
+    assert target.read_text() == "done" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
 def test_each_subcommand_has_complete_help(capsys):

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from transformers import CLIPConfig, CLIPModel
 
 from cascade.cli import main
 from cascade.data import ShapesWorld, make_caption, render_clip
+from cascade.eval import psnr
 from cascade.eval.report import LABEL_HEIGHT, THUMBNAIL_HEIGHT
+from cascade.eval.stage_fidelity import CLIPS_SEED
 from cascade.tiny_models import tiny_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.(script|load)` is deprecated:DeprecationWarning")
@@ -194,6 +197,8 @@ def test_scores_existing_videos_against_references(shapes_set, tmp_path, capsys)
         ("unavailable metric", "metric psnr needs reference videos"),
         ("too few frames", "metric temporal_flickering needs clips of at least 2 frames, got 1"),
         ("frame counts differ", "has 4 frames of 16x16, the video 5 frames of 16x16"),
+        ("shapes stages without model", "--shapes-stages scores the stages of a model: give --model DIR"),
+        ("no shapes clips", "--shapes-stages must be a positive int, got 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
@@ -213,6 +218,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
         "unavailable metric": ["--metrics", "psnr"],
         "too few frames": ["--metrics", "temporal_flickering"],
         "frame counts differ": ["--reference-videos", str(tmp_path / "refs")],
+        "shapes stages without model": ["--shapes-stages", "1"],
+        "no shapes clips": ["--shapes-stages", "0"],
     }
     argv += changes.get(case, [])
     if case == "neither":
@@ -223,6 +230,46 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
     assert not (tmp_path / "out" / "report.json").exists()
 
 
+def test_shapes_stages_scores_each_conditioning_stage(tiny_model, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(PROMPTS[0] + "\n")
+    output = tmp_path / "out"
+    argv = ["eval", "--prompts", str(prompts), "--model", str(tiny_model), "-o", str(output)]
+    argv += ["--num-frames", "2", "--steps", "1", "--format", "npz", "--metrics", "motion_magnitude"]
+    assert main([*argv, "--shapes-stages", "1"]) == 0
+    report = json.loads((output / "report.json").read_text())
+    assert report["settings"]["shapes_stages"] == 1
+    fidelity = report["stage_fidelity"]
+    assert fidelity["clips"] == 1 and fidelity["clips_seed"] == CLIPS_SEED
+    assert list(fidelity["stages"]) == ["interpolation", "spatiotemporal_sr", "spatial_sr"]
+    caption = ShapesWorld(CLIPS_SEED)[0].caption
+    for name, stage in fidelity["stages"].items():
+        assert stage["baseline"] == (
+            "linear frame blending" if name == "interpolation" else "bicubic upsampling"
+        )
+        assert stage["difference_db"] == pytest.approx(stage["psnr"] - stage["baseline_psnr"])
+        assert [clip["caption"] for clip in stage["clips"]] == [caption]
+    # The keyframes of the full-rate render (5 frames of 8x8) blended: recomputed here.
+    truth = render_clip(ShapesWorld(CLIPS_SEED)[0], 5, 8, 8)
+    blend = np.stack([(1 - j / 4) * truth[0] + j / 4 * truth[4] for j in range(1, 4)])
+    expected = psnr(blend[None], truth[None, 1:4]).mean
+    assert fidelity["stages"]["interpolation"]["baseline_psnr"] == pytest.approx(expected)
+    markdown = (output / "report.md").read_text()
+    assert "## Stage fidelity (shapes world)" in markdown
+    assert "### spatial_sr: 5 frames of 32x32 -> 5 frames of 128x128" in markdown
+    assert (
+        "| clip | caption | interpolation PSNR | linear frame blending PSNR | difference (dB) |" in markdown
+    )
+    print(markdown[markdown.index("## Stage fidelity") :], file=sys.stderr)  # the table, for -s runs
+    # Only the selected stages; a selection without a conditioning stage is refused before any work.
+    assert main([*argv, "--shapes-stages", "1", "--stages", "keyframes", "spatial_sr"]) == 0
+    stages = json.loads((output / "report.json").read_text())["stage_fidelity"]["stages"]
+    assert list(stages) == ["spatial_sr"] and stages["spatial_sr"]["input"] == {"frames": 2, "size": 8}
+    capsys.readouterr()
+    assert main([*argv, "--shapes-stages", "1", "--stages", "keyframes"]) == 2
+    assert "--shapes-stages needs a conditioning stage" in capsys.readouterr().err
+
+
 def test_eval_has_complete_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--help"])
@@ -231,7 +278,15 @@ def test_eval_has_complete_help(capsys):
     assert "usage: cascade eval" in text
     for flag in ("--prompts", "--model", "--videos", "--output", "--metrics", "--num-frames", "--steps"):
         assert flag in text
-    for flag in ("--seed", "--reference-videos", "--clip-model", "--i3d", "--format", "--stages"):
+    for flag in (
+        "--seed",
+        "--reference-videos",
+        "--clip-model",
+        "--i3d",
+        "--format",
+        "--stages",
+        "--shapes-stages",
+    ):
         assert flag in text
 
 

@@ -1,13 +1,15 @@
 """``cascade eval``: generate a video per prompt (or read existing ones), score them, write a report.
 
     cascade eval --prompts FILE (--model DIR | --videos DIR) -o OUTDIR [--metrics NAME ...]
-                 [--num-frames N] [--steps N] [--seed N] [--reference-videos DIR] ...
+                 [--num-frames N] [--steps N] [--seed N] [--reference-videos DIR] [--shapes-stages N] ...
 
 Generated videos go to ``OUTDIR/videos/`` under names that encode what decides them
 (:func:`~cascade.eval.video_files.video_name`), so a rerun generates only the missing ones. Under
 ``accelerate launch`` the videos still to generate are split across the processes; after
 ``wait_for_everyone`` the main process reads them all, computes the metrics and writes
-``OUTDIR/report.json``, ``OUTDIR/report.md`` and ``OUTDIR/contact_sheet.png``.
+``OUTDIR/report.json``, ``OUTDIR/report.md`` and ``OUTDIR/contact_sheet.png``. With
+``--shapes-stages N`` the report also scores each conditioning stage of the model on ``N`` shapes-world
+clips against a classical baseline (:mod:`cascade.eval.stage_fidelity`).
 
 User errors raise ``ValueError``: ``cascade`` prints them as one line and exits with status 2.
 """
@@ -16,20 +18,21 @@ import argparse
 import os
 from pathlib import Path
 
+from cascade.cascade_settings import STAGES, check_generation_flags, select_stages, stage_settings
 from cascade.eval.prompts import CAPTION_COLUMNS, VIDEO_COLUMNS, PromptItem, read_prompts
+from cascade.eval.stage_fidelity import CONDITIONING_STAGES
 from cascade.eval.suite import METRICS, REFERENCE_METRICS, SuiteInputs, select_metrics, static_problems
 from cascade.eval.video_files import WRITE_FORMATS, match_videos, read_video, video_name, write_video
-from cascade.pipelines.cascade import STAGE_ORDER
 
-STAGES = tuple(STAGE_ORDER)  # the stages of a cascade, in order (as ``cascade generate``'s --stages)
 FVD_PROTOCOLS = ("original", "stylegan-v")
 
 
-def add_eval_parser(subparsers) -> argparse.ArgumentParser:
-    """Registers the ``eval`` subcommand on ``subparsers`` (from ``add_subparsers``) and returns it."""
+def add_eval_parser(subparsers, summary: str) -> argparse.ArgumentParser:
+    """Registers the ``eval`` subcommand on ``subparsers`` (from ``add_subparsers``), listed with the
+    one-line ``summary``, and returns it."""
     parser = subparsers.add_parser(
         "eval",
-        help="generate videos for a prompt file and score them",
+        help=summary,
         description="Generate one video per prompt with a saved cascade (--model), or read videos already "
         "generated (--videos), compute the metrics that apply, and write OUTDIR/report.json, "
         "OUTDIR/report.md and OUTDIR/contact_sheet.png. Generated videos are kept in OUTDIR/videos/ and "
@@ -131,6 +134,15 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"FVD/KVD protocol: {' or '.join(FVD_PROTOCOLS)} (default original)",
     )
+    parser.add_argument(
+        "--shapes-stages",
+        type=int,
+        metavar="N",
+        help="with --model, also score each conditioning stage (interpolation, super-resolution) on N "
+        "shapes-world clips drawn with a fixed seed, against linear frame blending / bicubic upsampling: "
+        "the stage gets the rendered keyframes or low-resolution frames and its output is compared with "
+        "the render (PSNR, dB). Uses --num-frames keyframes, --steps, --guidance and --seed.",
+    )
     return parser
 
 
@@ -155,16 +167,16 @@ def _check_args(args: argparse.Namespace) -> None:
     unknown = [name for name in args.metrics or [] if name not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {' '.join(unknown)}; choose from {', '.join(METRICS)}")
-    for name in ("num_frames", "steps", "fps"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be an int >= 0, got {args.seed}")
-    unknown = [stage for stage in args.stages or [] if stage not in STAGES]
-    if unknown:
-        raise ValueError(f"unknown stage(s) {' '.join(unknown)}; choose from {', '.join(STAGES)}")
-    if args.stages and "keyframes" not in args.stages:
-        raise ValueError("generating from prompts needs the keyframes stage in --stages")
+    check_generation_flags(args.stages, args.seed, num_frames=args.num_frames, steps=args.steps, fps=args.fps)
+    if args.shapes_stages is not None:
+        if args.shapes_stages <= 0:
+            raise ValueError(f"--shapes-stages must be a positive int, got {args.shapes_stages}")
+        if args.model is None:
+            raise ValueError("--shapes-stages scores the stages of a model: give --model DIR")
+        if args.stages and not set(CONDITIONING_STAGES) & set(args.stages):
+            raise ValueError(
+                f"--shapes-stages needs a conditioning stage ({', '.join(CONDITIONING_STAGES)}) in --stages"
+            )
     if args.format not in WRITE_FORMATS:
         raise ValueError(f"--format must be one of {', '.join(WRITE_FORMATS)}, got {args.format!r}")
     if args.fvd_protocol not in FVD_PROTOCOLS:
@@ -181,26 +193,17 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _load_stages(args: argparse.Namespace):
     """The model's cascade, limited to ``--stages``, with its own progress bars off."""
-    from cascade import CascadePipeline
     from cascade.cli import _load_cascade
 
-    cascade = _load_cascade(args.model)
-    if args.stages:
-        missing = [stage for stage in args.stages if stage not in cascade.stages]
-        if missing:
-            raise ValueError(
-                f"the model has no stage(s) {' '.join(missing)}; it has {', '.join(cascade.stages)}"
-            )
-        cascade = CascadePipeline(**{name: cascade.stages[name] for name in STAGES if name in args.stages})
-    if "keyframes" not in cascade.stages:
-        raise ValueError("generating from prompts needs a model with a keyframes stage")
+    cascade = select_stages(_load_cascade(args.model), args.stages)
     cascade.set_progress_bar_config(disable=True)
     return cascade
 
 
-def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple[list[Path], int]:
+def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple[list[Path], int, object]:
     """Generates the missing videos, split across the processes of ``state`` (accelerate's
-    ``PartialState``); returns every video's path and how many were missing."""
+    ``PartialState``); returns every video's path, how many were missing and the cascade if this process
+    loaded it (else ``None``)."""
     import numpy as np
     from tqdm.auto import tqdm
 
@@ -217,13 +220,11 @@ def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple
     paths = [folder / f"{name}.{args.format}" for name in names]
     todo = [index for index, path in enumerate(paths) if not path.exists()]
     state.wait_for_everyone()  # every process has listed the missing videos before any is written
+    cascade = None
     with state.split_between_processes(todo) as mine:
         if mine:
             cascade = _load_stages(args).to(state.device)
-            settings = {name: {"num_inference_steps": args.steps} for name in cascade.stages}
-            settings["keyframes"]["num_frames"] = args.num_frames
-            for stage_settings in settings.values() if args.guidance is not None else ():
-                stage_settings["guidance_scale"] = args.guidance
+            settings = stage_settings(cascade, args.steps, args.num_frames, args.guidance)
         for index in tqdm(mine, desc="generating", unit="video", disable=not state.is_main_process):
             item = items[index]
             frames = cascade(item.prompt, stage_kwargs=settings, seed=args.seed + item.index).frames[0]
@@ -232,7 +233,7 @@ def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple
                 if stale != paths[index]:
                     stale.unlink()
     state.wait_for_everyone()
-    return paths, len(todo)
+    return paths, len(todo), cascade
 
 
 def _video_label(path: Path, folder: Path) -> str:
@@ -260,7 +261,24 @@ def _settings(args: argparse.Namespace, metrics: list[str]) -> dict:
         settings.update(i3d=str(args.i3d), fvd_protocol=args.fvd_protocol)
     if "clipsim" in metrics:
         settings["clip_model"] = str(args.clip_model)
+    if args.shapes_stages is not None:
+        settings["shapes_stages"] = args.shapes_stages
     return settings
+
+
+def _stage_fidelity(args: argparse.Namespace, cascade) -> dict:
+    """``--shapes-stages``: :func:`~cascade.eval.stage_fidelity.stage_fidelity` of the model's conditioning
+    stages, with the clips' provenance."""
+    from cascade.eval.stage_fidelity import CLIPS_SEED, stage_fidelity
+
+    settings = stage_settings(cascade, args.steps, args.num_frames, args.guidance)
+    stages = stage_fidelity(cascade, args.shapes_stages, args.num_frames, args.seed, settings)
+    if not stages:
+        raise ValueError(
+            f"--shapes-stages: the model has no conditioning stage ({', '.join(CONDITIONING_STAGES)}); "
+            f"it has {', '.join(cascade.stages)}"
+        )
+    return {"clips": args.shapes_stages, "clips_seed": CLIPS_SEED, "stages": stages}
 
 
 def run_eval(args: argparse.Namespace) -> None:
@@ -282,8 +300,9 @@ def run_eval(args: argparse.Namespace) -> None:
     problems = static_problems(len(items), has_references, args.clip_model, args.i3d, targets)
     metrics, skipped = select_metrics(args.metrics, problems)
     state = _process_state()
+    cascade = None
     if args.model is not None:
-        paths, count = _generate(args, items, state)
+        paths, count, cascade = _generate(args, items, state)
     else:
         paths, count = match_videos(args.videos, len(items), "--videos"), 0
     if not state.is_main_process:
@@ -316,6 +335,8 @@ def run_eval(args: argparse.Namespace) -> None:
         row.update(frames=video.shape[0], height=video.shape[1], width=video.shape[2])
         rows.append({**row, **row_scores})
     report = {"settings": _settings(args, metrics), "summary": summary, "skipped": skipped, "videos": rows}
+    if args.shapes_stages is not None:
+        report["stage_fidelity"] = _stage_fidelity(args, cascade or _load_stages(args).to(state.device))
     sheet = [(f"{item.index:05d} {item.prompt}", video) for item, video in zip(items, videos, strict=True)]
     for path in write_report(args.output, report, sheet):
         print(f"wrote {path}")

@@ -2,33 +2,26 @@
 ``contact_sheet.png``, each through a temporary file renamed into place.
 
 The report is a dict ``{"settings": {...}, "summary": {metric: value}, "skipped": {metric: reason},
-"videos": [{"index", "prompt", "video", ..., metric: value}]}``. JSON has no infinity or NaN, so those
-floats (PSNR of identical frames is ``inf``) are written as the strings ``"inf"``, ``"-inf"``, ``"nan"``,
-which ``float()`` reads back.
+"videos": [{"index", "prompt", "video", ..., metric: value}]}``, and with ``cascade eval --shapes-stages``
+``"stage_fidelity": {"clips", "clips_seed", "stages": {stage: ...}}`` (see
+:func:`cascade.eval.stage_fidelity.stage_fidelity`), written to ``report.md`` as a table per stage.
+JSON has no infinity or NaN, so those floats (PSNR of identical frames is ``inf``) are written as the
+strings ``"inf"``, ``"-inf"``, ``"nan"``, which ``float()`` reads back.
 """
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cascade.atomic_write import write_atomically
+
 CONTACT_FRAMES = 8
 THUMBNAIL_HEIGHT = 96
 LABEL_HEIGHT = 14
 LABEL_CHARACTERS = 100
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Calls ``write(partial_path)``, then renames the partial file to ``path``."""
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _json_safe(value):
@@ -59,11 +52,41 @@ def _markdown(report: dict, sheet_name: str) -> str:
     if report["skipped"]:
         lines += ["", "## Skipped metrics", ""]
         lines += [f"- {name}: {reason}" for name, reason in report["skipped"].items()]
+    if "stage_fidelity" in report:
+        lines += _stage_fidelity_markdown(report["stage_fidelity"])
     columns = list(dict.fromkeys(key for row in report["videos"] for key in row))
     lines += ["", "## Videos", "", f"![contact sheet]({sheet_name})", ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(key)) for key in columns) + " |" for row in report["videos"]]
     return "\n".join(lines) + "\n"
+
+
+def _stage_fidelity_markdown(fidelity: dict) -> list[str]:
+    """One table per stage: PSNR of the stage and of its baseline per clip and on average, in dB."""
+    lines = ["", "## Stage fidelity (shapes world)", ""]
+    lines += [
+        f"Each conditioning stage on {fidelity['clips']} shapes-world clip(s) (ShapesWorld seed "
+        f"{fidelity['clips_seed']}), given the rendered input; PSNR against the render in dB, difference = "
+        "stage - baseline."
+    ]
+    for name, stage in fidelity["stages"].items():
+        given, output = stage["input"], stage["output"]
+        lines += [
+            "",
+            f"### {name}: {given['frames']} frames of {given['size']}x{given['size']} -> "
+            f"{output['frames']} frames of {output['size']}x{output['size']}",
+            "",
+            f"| clip | caption | {name} PSNR | {stage['baseline']} PSNR | difference (dB) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for clip in stage["clips"]:
+            values = (clip["psnr"], clip["baseline_psnr"], clip["difference_db"])
+            lines += [
+                f"| {clip['index']} | {_cell(clip['caption'])} | " + " | ".join(map(_cell, values)) + " |"
+            ]
+        values = (stage["psnr"], stage["baseline_psnr"], stage["difference_db"])
+        lines += ["| mean | | " + " | ".join(map(_cell, values)) + " |"]
+    return lines
 
 
 def _strip(frames: np.ndarray, count: int) -> Image.Image:
@@ -99,9 +122,9 @@ def write_report(folder: Path, report: dict, videos: list[tuple[str, np.ndarray]
     :func:`contact_sheet`) to ``folder``; returns their paths."""
     paths = [folder / "report.json", folder / "report.md", folder / "contact_sheet.png"]
     text = json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n"
-    _write_atomically(paths[0], lambda path: path.write_text(text, encoding="utf-8"))
+    write_atomically(paths[0], lambda path: path.write_text(text, encoding="utf-8"))
     markdown = _markdown(report, paths[2].name)
-    _write_atomically(paths[1], lambda path: path.write_text(markdown, encoding="utf-8"))
+    write_atomically(paths[1], lambda path: path.write_text(markdown, encoding="utf-8"))
     sheet = contact_sheet(videos)
-    _write_atomically(paths[2], lambda path: sheet.save(path, format="PNG"))
+    write_atomically(paths[2], lambda path: sheet.save(path, format="PNG"))
     return paths

@@ -8,11 +8,11 @@ generate the same video. ``.npz`` files hold ``frames``: uint8 ``(F, H, W, 3)``,
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from cascade.atomic_write import write_atomically
 from cascade.data.media_io import VIDEO_EXTENSIONS, MediaReadError, probe_video, read_video_frames
 
 VIDEO_SUFFIXES = (*VIDEO_EXTENSIONS, ".npz")
@@ -29,13 +29,12 @@ def write_video(frames: np.ndarray, path: Path, fps: int) -> None:
     """Writes uint8 ``frames`` ``(F, H, W, 3)`` to ``path`` (``.npz``, or ``.mp4``/``.gif`` through
     ``cascade.cli._write_video``) via a temporary file renamed into place."""
     if path.suffix == ".npz":
-        partial = path.with_name(f".{path.stem}.partial.npz")
-        try:
+
+        def save(partial: Path) -> None:
             with partial.open("wb") as handle:
                 np.savez_compressed(handle, frames=frames)
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+
+        write_atomically(path, save)
         return
     from PIL import Image
 
