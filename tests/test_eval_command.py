@@ -313,3 +313,24 @@ def test_accelerate_splits_prompts_across_processes(generated, tiny_model, promp
     for name in ours:
         difference = _npz(output / "videos" / name).astype(int) - _npz(generated / "videos" / name)
         assert np.abs(difference).max() <= 1
+
+
+def test_a_retrained_model_in_the_same_folder_is_generated_again(tiny_model, prompt_file, tmp_path, capsys):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    argv = [
+        "eval",
+        "--prompts",
+        str(prompt_file),
+        "--model",
+        str(model),
+        "-o",
+        str(tmp_path / "out"),
+        *GENERATE,
+    ]
+    assert main(argv) == 0
+    assert "generated 3 video(s), reused 0" in capsys.readouterr().out
+    weights = next(model.glob("keyframes/unet/*.safetensors"))
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as if training wrote it again
+    assert main(argv) == 0
+    assert "generated 3 video(s), reused 0" in capsys.readouterr().out

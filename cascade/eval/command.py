@@ -200,6 +200,16 @@ def _load_stages(args: argparse.Namespace):
     return cascade
 
 
+def _weights_signature(model: Path) -> list:
+    """Name, size and modification time of every file of a saved model: a retrained model in the same folder
+    changes it, so its videos are generated again."""
+    return sorted(
+        [str(path.relative_to(model)), path.stat().st_size, path.stat().st_mtime_ns]
+        for path in model.rglob("*")
+        if path.is_file()
+    )
+
+
 def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple[list[Path], int, object]:
     """Generates the missing videos, split across the processes of ``state`` (accelerate's
     ``PartialState``); returns every video's path, how many were missing and the cascade if this process
@@ -211,6 +221,7 @@ def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple
     folder.mkdir(parents=True, exist_ok=True)
     common = {
         "model": str(args.model.resolve()),
+        "weights": _weights_signature(args.model),
         "stages": args.stages,
         "num_frames": args.num_frames,
         "steps": args.steps,

@@ -2,8 +2,8 @@
 videos of a folder with prompts.
 
 Generated video ``i`` is named ``{i:05d}-{digest}.{mp4|npz}``, the digest covering everything that
-decides its content (prompt, seed, model, settings), so a rerun reuses a file exactly when it would
-generate the same video. ``.npz`` files hold ``frames``: uint8 ``(F, H, W, 3)``, lossless.
+decides its content (prompt, seed, the model folder and its files' sizes and times, settings), so a
+rerun reuses a file exactly when it would generate the same video. ``.npz`` files hold ``frames``: uint8 ``(F, H, W, 3)``, lossless.
 """
 
 import hashlib
