@@ -136,3 +136,9 @@ def test_each_subcommand_has_complete_help(capsys):
     for flag in ("--output", "--model", "--stages", "--frames", "--steps", "--seed", "--fps", "--guidance"):
         assert flag in generate_help
     assert "--save-intermediates" in generate_help
+
+
+def test_importing_the_package_and_help_stay_light():
+    code = "import sys, cascade, cascade.cli; assert 'torch' not in sys.modules; print(cascade.__all__[:1])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "['CascadePipeline']"
