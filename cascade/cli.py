@@ -136,14 +136,22 @@ def generate(args: argparse.Namespace) -> None:
     result = cascade(
         args.prompt, stage_kwargs=settings, seed=args.seed, output_type="pil", return_stage_outputs=True
     )
-    written = []
+    videos = []
     if args.save_intermediates:
         for name, frames in list(result.stage_frames.items())[:-1]:
             path = args.output.with_name(f"{args.output.stem}.{name}{args.output.suffix}")
-            _write_video(_to_pil(cascade.stages[name], frames), path, args.fps)
+            videos.append((path, _to_pil(cascade.stages[name], frames)))
+    videos.append((args.output, result.frames[0]))
+    written = []
+    try:
+        for path, frames in videos:
+            _write_video(frames, path, args.fps)
             written.append(path)
-    _write_video(result.frames[0], args.output, args.fps)
-    for path in [*written, args.output]:
+    except BaseException:  # all files or none: remove the ones this run wrote
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    for path in written:
         print(f"wrote {path}")
 
 

@@ -142,3 +142,35 @@ def test_importing_the_package_and_help_stay_light():
     code = "import sys, cascade, cascade.cli; assert 'torch' not in sys.modules; print(cascade.__all__[:1])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "['CascadePipeline']"
+
+
+def test_a_failed_final_write_removes_the_intermediates(tiny_model, tmp_path, capsys, monkeypatch):
+    import cascade.cli
+
+    write = cascade.cli._write_video
+
+    def fail_on_final(frames, path, fps):
+        if path.name == "clip.gif":
+            raise OSError("disk full")
+        write(frames, path, fps)
+
+    monkeypatch.setattr(cascade.cli, "_write_video", fail_on_final)
+    argv = ["generate", "a prompt", "-o", str(tmp_path / "clip.gif"), "--model", str(tiny_model)]
+    assert (
+        main(
+            [
+                *argv,
+                "--frames",
+                "2",
+                "--steps",
+                "1",
+                "--stages",
+                "keyframes",
+                "interpolation",
+                "--save-intermediates",
+            ]
+        )
+        == 2
+    )
+    assert "disk full" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
