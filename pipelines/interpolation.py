@@ -235,9 +235,9 @@ class InterpolationPipeline(VideoStagePipeline):
         In pixel space the given frames come out exactly as given (as float32); in latent space they come out
         as a VAE encode-decode round trip of them.
         """
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        callback_on_step_end_tensor_inputs = self.callback_tensor_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
         given = video_to_tensor(video, self.frame_processor)  # (B, 3, F, H, W) in [0, 1]
         self.check_inputs(
             prompt,

@@ -154,9 +154,9 @@ class KeyframesPipeline(VideoStagePipeline, StableDiffusionLoraLoaderMixin):
             callback_on_step_end_tensor_inputs: the tensors the callback receives (default ``["latents"]``).
             decode_chunk_size: frames decoded by the VAE at a time (all at once when ``None``).
         """
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        callback_on_step_end_tensor_inputs = self.callback_tensor_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
         default_size = self.unet.sample_size * self.vae_scale_factor if self.unet.sample_size else None
         height = default_size if height is None else height
         width = default_size if width is None else width

@@ -84,9 +84,9 @@ class SpatialSRPipeline(SuperResolutionStagePipeline):
             callback_on_step_end_tensor_inputs: the tensors the callback receives (default ``["latents"]``).
             decode_chunk_size: frames decoded by the VAE at a time; default ``frame_chunk_size``.
         """
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        callback_on_step_end_tensor_inputs = self.callback_tensor_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
         low_res = video_to_tensor(video, self.video_processor)  # (B, 3, F, H, W) in [-1, 1]
         self.check_inputs(
             prompt,

@@ -95,9 +95,9 @@ class SpatioTemporalSRPipeline(SuperResolutionStagePipeline):
             decode_chunk_size: frames decoded by the VAE at a time; default ``window`` (all frames when
                 both are ``None``), so decoding memory is bounded like denoising memory.
         """
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        callback_on_step_end_tensor_inputs = self.callback_tensor_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
         self.check_window(window, window_overlap)
         low_res = video_to_tensor(video, self.video_processor)  # (B, 3, F, H, W) in [-1, 1]
         self.check_inputs(

@@ -114,6 +114,14 @@ class VideoStagePipeline(DiffusionPipeline):
             return (frames,)
         return VideoPipelineOutput(frames=frames)
 
+    @staticmethod
+    def callback_tensor_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs) -> list[str]:
+        """The tensors the step-end callback receives: a diffusers ``PipelineCallback``'s own, else the ones
+        asked for, else ``["latents"]``."""
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            return callback_on_step_end.tensor_inputs
+        return callback_on_step_end_tensor_inputs or ["latents"]
+
     def check_sampling_inputs(
         self,
         batch_size: int,
