@@ -8,7 +8,7 @@ The names below are imported on first use (PEP 562), so ``import cascade`` and `
 not load torch and diffusers until a model is needed.
 """
 
-import importlib
+from cascade.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -42,13 +42,4 @@ _MODULE_OF = {
 __all__ = sorted(_MODULE_OF)
 
 
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'cascade' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULE_OF])
+__getattr__, __dir__ = lazy_exports(__name__, _MODULE_OF)

@@ -4,6 +4,9 @@
                      [--fps N] [--guidance G] [--save-intermediates]
     cascade init-tiny DIR [--latent]
     cascade eval --prompts FILE (--model DIR | --videos DIR) -o OUTDIR [--metrics ...]
+    cascade build STAGE|all [--manifest FILE] -o DIR [--local-dir REPO_ID=FOLDER ...] [--push-to-hub REPO]
+    cascade train RECIPE.yaml... [--max-steps N] [--stop-after N] [--output-dir DIR] [--no-resume]
+    cascade assemble OUTDIR --keyframes DIR [--interpolation DIR] [--spatiotemporal-sr DIR] [--spatial-sr DIR]
 
 Errors print one line and exit with status 2; nothing half-written is left behind.
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from cascade.atomic_write import write_atomically
 from cascade.cascade_settings import STAGES, check_generation_flags, select_stages, stage_settings
+from cascade.training.command import add_train_parsers, run_assemble, run_train
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
@@ -25,6 +29,7 @@ class CommandError(Exception):
 
 
 EVAL_HELP = "generate videos for a prompt file and score them"
+BUILD_HELP = "build stage checkpoints from the pretrained models of the weights manifest"
 
 
 def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -82,12 +87,19 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     tiny.add_argument(
         "--latent", action="store_true", help="with a VAE (latent space) instead of pixel space"
     )
+    add_train_parsers(commands)
     if "eval" in (sys.argv[1:] if argv is None else argv):
         from cascade.eval.command import add_eval_parser
 
         add_eval_parser(commands, EVAL_HELP)
     else:
         commands.add_parser("eval", help=EVAL_HELP)
+    if "build" in (sys.argv[1:] if argv is None else argv):
+        from cascade.hub.build import add_build_parser
+
+        add_build_parser(commands, BUILD_HELP)
+    else:
+        commands.add_parser("build", help=BUILD_HELP)
     return parser
 
 
@@ -176,10 +188,24 @@ def _run_eval(args: argparse.Namespace) -> None:
     run_eval(args)
 
 
+def _run_build(args: argparse.Namespace) -> None:
+    from cascade.hub.build import run_build
+
+    run_build(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser(argv).parse_args(argv)
     try:
-        {"generate": generate, "init-tiny": init_tiny, "eval": _run_eval}[args.command](args)
+        commands = {
+            "generate": generate,
+            "init-tiny": init_tiny,
+            "eval": _run_eval,
+            "train": run_train,
+            "assemble": run_assemble,
+            "build": _run_build,
+        }
+        commands[args.command](args)
     except (CommandError, ValueError, OSError) as error:
         print(f"cascade {args.command}: error: {error}", file=sys.stderr)
         return 2

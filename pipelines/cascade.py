@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from diffusers.utils import BaseOutput
 
+from .hub_loading import local_folder
 from .interpolation import InterpolationPipeline
 from .keyframes import KeyframesPipeline
 from .spatial_sr import SpatialSRPipeline
@@ -160,10 +161,13 @@ class CascadePipeline:
 
     @classmethod
     def from_pretrained(cls, pretrained_path: str | os.PathLike, **kwargs) -> "CascadePipeline":
-        """Loads a folder written by :meth:`save_pretrained`. Stages whose text encoders are byte-identical
-        on disk share one loaded encoder, so the prompt is encoded once for them. ``kwargs`` go to each
-        stage's ``from_pretrained``; weights load from safetensors only unless ``use_safetensors=False``."""
-        folder = Path(pretrained_path)
+        """Loads a folder written by :meth:`save_pretrained`, or a Hub repo id holding one (through the Hugging
+        Face cache; offline too, see :func:`~cascade.pipelines.hub_loading.local_folder`). Stages whose text
+        encoders are byte-identical on disk share one loaded encoder, so the prompt is encoded once for them.
+        ``kwargs`` go to each stage's ``from_pretrained``, Hub ones (``revision``, ``cache_dir``, ``token``,
+        ``force_download``, ``local_files_only``) to the download; weights load from safetensors only unless
+        ``use_safetensors=False``."""
+        folder = local_folder(pretrained_path, INDEX_FILE, _saved_stage_files, kwargs)
         index_path = folder / INDEX_FILE
         if not index_path.is_file():
             raise ValueError(f"`pretrained_path` {str(folder)!r} has no {INDEX_FILE}; is it a saved cascade?")
@@ -172,7 +176,6 @@ class CascadePipeline:
             raise ValueError(
                 f'{str(index_path)!r} must list the cascade\'s stages under "stages", got {names!r}.'
             )
-        kwargs.setdefault("use_safetensors", True)
         stages, shared = {}, {}
         for name in names:
             if name not in STAGE_CLASSES:
@@ -298,6 +301,13 @@ class CascadePipeline:
                 prompt, stage._execution_device, 1, True, negative_prompt
             )
         return embeddings
+
+
+def _saved_stage_files(index: dict) -> list[str]:
+    """Patterns of the files a saved cascade with ``cascade_index.json`` holding ``index`` loads from."""
+    stages = index.get("stages")
+    names = stages if isinstance(stages, list) else []
+    return [INDEX_FILE, *(f"{name}/*" for name in names if isinstance(name, str))]
 
 
 def _text_encoder_fingerprint(stage_folder: Path) -> str:

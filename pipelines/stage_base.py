@@ -1,9 +1,12 @@
-"""The base of every stage pipeline: prompt encoding, noise, the guided denoising loop, decoding.
+"""The base of every stage pipeline: prompt encoding, noise, the guided denoising loop, decoding, and
+saving and loading (:mod:`.hub_loading`).
 
 Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598. Frame windows: :mod:`cascade.windows`.
 """
 
 import inspect
+import json
+import os
 from collections.abc import Callable
 
 import torch
@@ -15,6 +18,15 @@ from cascade.models import VideoUNet
 from cascade.models.video_unet import downsampling_factor
 from cascade.windows import run_in_windows
 
+from .hub_loading import (
+    MODEL_INDEX,
+    class_name_entry,
+    local_folder,
+    pickled_only_weights,
+    saved_pipeline_class,
+    stage_files,
+    write_code_files,
+)
 from .stage_utils import (
     VideoPipelineOutput,
     check_callback_inputs,
@@ -34,6 +46,61 @@ class VideoStagePipeline(DiffusionPipeline):
     ``scheduler``, ``text_encoder``, ``tokenizer`` and optionally ``vae``, and implement ``__call__``."""
 
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """diffusers' ``DiffusionPipeline.from_pretrained``, except that:
+
+        - weights load from safetensors only, unless ``use_safetensors=False`` (then pickled ``.bin`` weights,
+          as diffusers reads that flag);
+        - a Hub repo id is resolved through the Hugging Face cache, offline too (``HF_HUB_OFFLINE=1`` or
+          ``local_files_only=True``), and one not cached then raises
+          :class:`~cascade.pipelines.hub_loading.ModelNotCachedError` naming it;
+        - a folder saved by one of our pipelines loads without ``trust_remote_code``: its code files, when
+          byte-identical to the ones :meth:`save_pretrained` writes, only import this package.
+
+        A folder saved from another class of ours is refused with a ``ValueError`` naming that class.
+        """
+        if kwargs.get("use_safetensors") is None:
+            kwargs["use_safetensors"] = True
+        folder = local_folder(pretrained_model_name_or_path, MODEL_INDEX, stage_files, kwargs)
+        saved_class = saved_pipeline_class(folder)
+        if saved_class is not None and "custom_pipeline" not in kwargs:
+            if cls is not saved_class:
+                then = f", then `{cls.__name__}.from_pipe(pipeline)`" if issubclass(cls, saved_class) else ""
+                raise ValueError(
+                    f"{str(pretrained_model_name_or_path)!r} was saved from {saved_class.__name__} (see its "
+                    f"{MODEL_INDEX}), not {cls.__name__}; load it with {saved_class.__name__}.from_pretrained{then}."
+                )
+            kwargs["trust_remote_code"] = True
+        try:
+            pipeline = super().from_pretrained(folder, **kwargs)
+        except OSError as error:
+            pickled = pickled_only_weights(folder)
+            if kwargs["use_safetensors"] is not True or not pickled:
+                raise
+            raise OSError(
+                f"{str(pretrained_model_name_or_path)!r} has pickled weights and no safetensors file for them "
+                f"({', '.join(pickled)}), and weights load from safetensors only. Pass `use_safetensors=False` "
+                "to load pickled weights, from a source you trust (unpickling can run code)."
+            ) from error
+        # diffusers recorded the folder it loaded: for a repo id, the snapshot in the cache
+        pipeline.register_to_config(_name_or_path=pretrained_model_name_or_path)
+        return pipeline
+
+    def to_json_string(self) -> str:
+        """The ``model_index.json`` text; its ``_class_name`` names the pipeline's code file (see
+        :func:`~cascade.pipelines.hub_loading.class_name_entry`)."""
+        index = json.loads(super().to_json_string())
+        index["_class_name"] = class_name_entry(type(self))
+        return json.dumps(index, indent=2, sort_keys=True) + "\n"
+
+    def save_config(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> None:
+        """Writes the code files ``model_index.json`` names (each atomically), then ``model_index.json``:
+        ``save_pretrained`` calls this after saving the components and before pushing to the Hub, so a pushed
+        folder loads with ``DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)``."""
+        write_code_files(save_directory, json.loads(self.to_json_string()))
+        super().save_config(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     @property
     def vae_scale_factor(self) -> int:

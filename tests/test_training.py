@@ -8,10 +8,10 @@ from diffusers import DDPMScheduler
 
 from cascade.data import ShapesDataset
 from cascade.tiny_models import tiny_keyframes_components
-from cascade.training import KeyframesTrainer, KeyframesTrainingConfig, latest_checkpoint, training_target
+from cascade.training import StageTrainer, TrainingConfig, latest_checkpoint, training_target
 
 
-def make_trainer(output_dir, frames=2, **overrides) -> KeyframesTrainer:
+def make_trainer(output_dir, frames=2, **overrides) -> StageTrainer:
     settings = dict(
         output_dir=str(output_dir),
         max_steps=4,
@@ -22,8 +22,8 @@ def make_trainer(output_dir, frames=2, **overrides) -> KeyframesTrainer:
     )
     settings.update(overrides)
     components = tiny_keyframes_components(seed=0)
-    return KeyframesTrainer(
-        KeyframesTrainingConfig(**settings),
+    return StageTrainer(
+        TrainingConfig(**settings),
         unet=components["unet"],
         text_encoder=components["text_encoder"],
         tokenizer=components["tokenizer"],
@@ -32,12 +32,12 @@ def make_trainer(output_dir, frames=2, **overrides) -> KeyframesTrainer:
     )
 
 
-def weights(trainer: KeyframesTrainer) -> dict[str, torch.Tensor]:
+def weights(trainer: StageTrainer) -> dict[str, torch.Tensor]:
     unet = trainer.accelerator.unwrap_model(trainer.unet)
     return {name: value.detach().clone() for name, value in unet.state_dict().items()}
 
 
-def read_log(trainer: KeyframesTrainer) -> list[dict]:
+def read_log(trainer: StageTrainer) -> list[dict]:
     with trainer.loss_log.open(newline="") as file:
         return list(csv.DictReader(file))
 
@@ -134,7 +134,7 @@ def test_v_prediction_target_is_the_velocity():
 )
 def test_bad_config_is_rejected(tmp_path, field, value, allowed):
     with pytest.raises(ValueError, match=field) as error:
-        KeyframesTrainingConfig(output_dir=str(tmp_path), **{field: value})
+        TrainingConfig(output_dir=str(tmp_path), **{field: value})
     assert allowed in str(error.value) and repr(value) in str(error.value)
 
 

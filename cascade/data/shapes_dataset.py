@@ -22,6 +22,8 @@ class ShapesDataset(Dataset):
         num_frames, height, width: render size; any size shows the same motion.
         seed: seed of the clip parameters.
         time_span: the part of normalised clip time [0, 1] the frames cover.
+        window: when given, item ``i`` is ``window`` consecutive frames of the ``num_frames`` rendered, at an
+            offset drawn from ``(seed, i)``: windows of a long clip, with the long clip's motion per frame.
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class ShapesDataset(Dataset):
         width: int = 16,
         seed: int = 0,
         time_span: tuple[float, float] = (0.0, 1.0),
+        window: int | None = None,
     ):
         self.length = check_positive_int("length", length)
         self.num_frames = check_positive_int("num_frames", num_frames)
@@ -40,6 +43,9 @@ class ShapesDataset(Dataset):
         frame_times(num_frames, time_span)  # checks time_span
         self.time_span = (float(time_span[0]), float(time_span[1]))
         self.world = ShapesWorld(seed)
+        if window is not None and (check_positive_int("window", window) > num_frames):
+            raise ValueError(f"`window` must be at most num_frames={num_frames}, got {window!r}.")
+        self.window = window
 
     def __len__(self) -> int:
         return self.length
@@ -49,6 +55,10 @@ class ShapesDataset(Dataset):
             raise IndexError(f"`index` must be in [0, {self.length}), got {index!r}.")
         params = self.world[index]
         frames = render_clip(params, self.num_frames, self.height, self.width, self.time_span)  # (F, H, W, 3)
+        if self.window is not None:
+            offsets = np.random.default_rng((self.world.seed, int(index), 1))
+            first = int(offsets.integers(self.num_frames - self.window + 1))
+            frames = frames[first : first + self.window]  # (window, H, W, 3)
         return {
             "pixel_values": frames_to_tensor(frames),
             "caption": params.caption,

@@ -40,6 +40,8 @@ SHAPES = ("circle", "square", "triangle")
 # Unit displacement per direction in image coordinates (y grows downwards).
 DIRECTION_VECTORS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 DIRECTIONS = tuple(DIRECTION_VECTORS)
+# Every word a caption can use: the vocabulary of a text encoder made for the shapes world.
+VOCABULARY = ("a", "an", "moving", *COLORS, *SHAPES, *DIRECTIONS)
 SIZE_RANGE = (0.30, 0.40)
 DISTANCE_RANGE = (0.40, 0.50)
 

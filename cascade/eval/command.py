@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from cascade.cascade_settings import STAGES, check_generation_flags, select_stages, stage_settings
+from cascade.distributed import processes_on_cpu
 from cascade.eval.prompts import CAPTION_COLUMNS, VIDEO_COLUMNS, PromptItem, read_prompts
 from cascade.eval.stage_fidelity import CONDITIONING_STAGES
 from cascade.eval.suite import METRICS, REFERENCE_METRICS, SuiteInputs, select_metrics, static_problems
@@ -147,17 +148,11 @@ def add_eval_parser(subparsers, summary: str) -> argparse.ArgumentParser:
 
 
 def _process_state():
-    """accelerate's ``PartialState``. A multi-process launch without CUDA (``accelerate launch --multi_gpu``
-    or ``torchrun`` on a CPU machine), or one with ``ACCELERATE_USE_CPU`` set, runs its processes on the
-    CPU with the gloo backend, instead of as independent copies that would each do all the work."""
-    import torch
+    """accelerate's ``PartialState``, on the CPU with gloo for a multi-process launch without CUDA
+    (:func:`cascade.distributed.processes_on_cpu`)."""
     from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
 
-    launched = int(os.environ.get("LOCAL_RANK", -1)) != -1 or int(os.environ.get("WORLD_SIZE", 1)) > 1
-    return PartialState(
-        cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or (launched and not torch.cuda.is_available())
-    )
+    return PartialState(cpu=processes_on_cpu())
 
 
 def _check_args(args: argparse.Namespace) -> None:

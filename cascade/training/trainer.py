@@ -1,10 +1,14 @@
-"""Training the keyframes stage: text-to-video denoising on a :class:`~cascade.models.VideoUNet`.
+"""Training any stage of the cascade: denoising on a :class:`~cascade.models.VideoUNet` (or, for the 2D stages,
+a ``UNet2DConditionModel``), with the stage's conditioning (:mod:`cascade.training.stage_inputs`).
 
 The recipe follows the literature the cascade is built on:
 
-- **Spatial freeze** (Singer et al. 2022, "Make-A-Video", sec. 3.4): the inflated UNet's 2D weights can
-  stay frozen while only the temporal layers train (``freeze_spatial=True``). Videos of one frame are
-  images, so the same loop also trains (or fine-tunes) on images.
+- **2D pretraining, then inflation** (Singer et al. 2022, "Make-A-Video", sec. 3): the ``text_to_image``
+  stage trains a 2D UNet (and, with ``train_text_encoder``, its text encoder) on frames; later stages
+  inflate it. **Spatial freeze** (ibid., sec. 3.4): an inflated UNet's 2D weights can stay frozen while
+  only the temporal layers train (``freeze_spatial=True``).
+- **Joint image-video training** (Ho et al. 2022, "Video Diffusion Models", sec. 3.2; Imagen Video):
+  with an image dataset and ``image_every``, some micro-batches are images, as one-frame videos.
 - **v-prediction** (Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion
   Models", sec. 4; used by Imagen Video): the UNet predicts ``v = sqrt(a) * eps - sqrt(1 - a) * x0``
   instead of the noise ``eps`` (``prediction_type="v_prediction"``).
@@ -13,18 +17,17 @@ The recipe follows the literature the cascade is built on:
   the same UNet learns the unconditional model that guidance needs.
 
 Runs are resumable bit for bit: checkpoints (written atomically) hold the model, optimizer, learning
-rate schedule, EMA, every process's RNG states and the position in the data stream, and the data order
+rate schedule, EMA, every process's RNG states and the position in the data streams, and the data order
 is a function of ``(seed, epoch)`` only, so a run stopped and resumed reaches the same weights as one
 that never stopped.
 """
 
+import copy
 import csv
 import json
-import math
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,114 +35,23 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from diffusers import DDPMScheduler
-from diffusers.optimization import SchedulerType, get_scheduler
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from cascade.atomic_write import write_atomically
+from cascade.distributed import processes_on_cpu
 from cascade.models import VideoUNet
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
-MIXED_PRECISIONS = ("no", "fp16", "bf16")
-# Every diffusers schedule but piecewise_constant, which needs step rules of its own.
-LR_SCHEDULERS = tuple(kind.value for kind in SchedulerType if kind != SchedulerType.PIECEWISE_CONSTANT)
+from .config import IMAGE_STAGES, PREDICTION_TYPES, SUPER_RESOLUTION_STAGES, TrainingConfig
+from .stage_inputs import stage_inputs
+
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINING_STATE = "training_state.json"
 LOSS_LOG = "loss.csv"
-
-
-@dataclass
-class KeyframesTrainingConfig:
-    """Settings of a keyframes training run; invalid values raise ``ValueError`` naming the field.
-
-    Args:
-        output_dir: where checkpoints (``checkpoints/checkpoint-{step}``) and ``loss.csv`` go.
-        max_steps: optimizer steps of the whole run (the learning rate schedule spans them).
-        batch_size: videos per micro-batch and process.
-        gradient_accumulation_steps: micro-batches per optimizer step.
-        learning_rate, adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon: AdamW settings.
-        lr_scheduler: a ``diffusers.optimization`` schedule name; ``lr_warmup_steps``: its warm-up.
-        max_grad_norm: gradients are clipped to this global norm.
-        prediction_type: ``"epsilon"`` (the noise) or ``"v_prediction"`` (Salimans & Ho 2022).
-        freeze_spatial: train only the temporal layers (Make-A-Video).
-        use_ema, ema_decay: keep an exponential moving average of the weights.
-        caption_dropout: probability of replacing a caption by ``""`` (Ho & Salimans 2022).
-        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``, passed to ``Accelerator``.
-        checkpoint_every: write a checkpoint every this many optimizer steps (0: only when stopping).
-        checkpoints_total_limit: checkpoints kept (older ones are deleted); ``None`` keeps all.
-        resume: continue from the latest checkpoint in ``output_dir`` if there is one.
-        seed: seeds the data order and, through ``accelerate``, the noise.
-        num_workers: ``DataLoader`` worker processes.
-    """
-
-    output_dir: str
-    max_steps: int = 1000
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-4
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 1e-2
-    adam_epsilon: float = 1e-8
-    lr_scheduler: str = "constant"
-    lr_warmup_steps: int = 0
-    max_grad_norm: float = 1.0
-    prediction_type: str = "epsilon"
-    freeze_spatial: bool = False
-    use_ema: bool = False
-    ema_decay: float = 0.9999
-    caption_dropout: float = 0.1
-    mixed_precision: str = "no"
-    checkpoint_every: int = 500
-    checkpoints_total_limit: int | None = 2
-    resume: bool = True
-    seed: int = 0
-    num_workers: int = 0
-
-    def __post_init__(self):
-        def fail(name: str, allowed: str):
-            raise ValueError(f"`{name}` must be {allowed}, got {getattr(self, name)!r}.")
-
-        def is_int(value) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def is_number(value) -> bool:
-            return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-        if not isinstance(self.output_dir, str | os.PathLike) or not str(self.output_dir):
-            fail("output_dir", "a non-empty path")
-        for name in ("max_steps", "batch_size", "gradient_accumulation_steps"):
-            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
-                fail(name, "an int >= 1")
-        for name in ("lr_warmup_steps", "checkpoint_every", "seed", "num_workers"):
-            if not is_int(getattr(self, name)) or getattr(self, name) < 0:
-                fail(name, "an int >= 0")
-        for name in ("learning_rate", "adam_epsilon", "max_grad_norm"):
-            if not is_number(getattr(self, name)) or getattr(self, name) <= 0:
-                fail(name, "a finite number > 0")
-        if not is_number(self.adam_weight_decay) or self.adam_weight_decay < 0:
-            fail("adam_weight_decay", "a finite number >= 0")
-        for name in ("adam_beta1", "adam_beta2", "ema_decay"):
-            if not is_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
-                fail(name, "a number in [0, 1)")
-        if not is_number(self.caption_dropout) or not 0 <= self.caption_dropout <= 1:
-            fail("caption_dropout", "a number in [0, 1]")
-        for name, allowed in (
-            ("prediction_type", PREDICTION_TYPES),
-            ("mixed_precision", MIXED_PRECISIONS),
-            ("lr_scheduler", LR_SCHEDULERS),
-        ):
-            if getattr(self, name) not in allowed:
-                fail(name, f"one of {list(allowed)}")
-        for name in ("freeze_spatial", "use_ema", "resume"):
-            if not isinstance(getattr(self, name), bool):
-                fail(name, "a bool")
-        if self.checkpoints_total_limit is not None and (
-            not is_int(self.checkpoints_total_limit) or self.checkpoints_total_limit < 1
-        ):
-            fail("checkpoints_total_limit", "None or an int >= 1")
 
 
 def training_target(
@@ -156,6 +68,14 @@ def training_target(
     raise ValueError(
         f"`prediction_type` of the scheduler must be one of {list(PREDICTION_TYPES)}, got {kind!r}."
     )
+
+
+def _frames_as_images(video: torch.Tensor | None) -> torch.Tensor | None:
+    """``(B, C, F, h, w)`` -> ``(B * F, C, 1, h, w)``: every frame a one-frame clip."""
+    if video is None:
+        return None
+    batch, channels, frames, height, width = video.shape
+    return video.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, 1, height, width)
 
 
 class _MicroBatches(Sampler[list[int]]):
@@ -202,49 +122,75 @@ def _checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX) :]))
 
 
-class KeyframesTrainer:
-    """Trains ``unet`` to denoise the videos of ``dataset`` given their captions.
+class StageTrainer:
+    """Trains ``unet`` to denoise the clips of ``dataset`` given their captions, as ``config.stage`` says.
 
     Args:
-        config: the run's :class:`KeyframesTrainingConfig`.
-        unet: a :class:`~cascade.models.VideoUNet` on the dataset's channels (pixel space).
-        text_encoder, tokenizer: a CLIP text encoder, kept frozen, and its tokenizer.
+        config: the run's :class:`TrainingConfig`.
+        unet: a :class:`~cascade.models.VideoUNet` for the video stages, a ``UNet2DConditionModel`` (or a
+            VideoUNet, trained on single frames) for ``text_to_image`` and ``spatial_sr``; its input
+            channels are the sample's plus the stage's conditioning (interpolation: ``C + 1``, super-
+            resolution: 3, with a class embedding for the noise level).
+        text_encoder, tokenizer: a CLIP text encoder (frozen unless ``config.train_text_encoder``) and its
+            tokenizer.
         noise_scheduler: gives the noise schedule (``add_noise``, ``get_velocity``); a copy is made with
             the config's ``prediction_type``, which the sampling scheduler must share.
-        dataset: items ``{"pixel_values": (C, F, H, W) in [-1, 1], "caption": str, ...}``.
+        dataset: items ``{"pixel_values": (C, F, H, W) in [-1, 1], "caption": str, ...}``; for the 2D stages
+            each frame is one image, for super-resolution the frames are the high-resolution target.
+        vae: train in this VAE's latent space (frozen); pixel space when ``None``.
+        low_res_scheduler: the schedule that noises super-resolution inputs (default: DDPM, 1000 levels,
+            the x4 upscaler's); the pipeline's ``low_res_scheduler`` must match it.
+        image_dataset: images as one-frame clips for joint image-video training (with ``config.image_every``).
     """
 
     def __init__(
         self,
-        config: KeyframesTrainingConfig,
-        unet: VideoUNet,
+        config: TrainingConfig,
+        unet: VideoUNet | UNet2DConditionModel,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         noise_scheduler: DDPMScheduler,
         dataset: Dataset,
+        vae: AutoencoderKL | None = None,
+        low_res_scheduler: DDPMScheduler | None = None,
+        image_dataset: Dataset | None = None,
     ):
-        if not isinstance(config, KeyframesTrainingConfig):
-            raise ValueError(f"`config` must be a KeyframesTrainingConfig, got {type(config).__name__}.")
-        if not isinstance(unet, VideoUNet) or unet.conditioning_channels:
-            raise ValueError("`unet` must be a VideoUNet without conditioning channels.")
+        if not isinstance(config, TrainingConfig):
+            raise ValueError(f"`config` must be a TrainingConfig, got {type(config).__name__}.")
         self.config = config
+        self._check_unet(unet, vae)
+        if (image_dataset is None) != (config.image_every == 0):
+            raise ValueError(
+                f"`image_dataset` and `image_every` go together: got image_every={config.image_every} and "
+                f"{'no' if image_dataset is None else 'an'} image dataset."
+            )
         self.output_dir = Path(config.output_dir)
         self.accelerator = Accelerator(
+            cpu=processes_on_cpu(),
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
         )
+        device = self.accelerator.device
         self.noise_scheduler = DDPMScheduler.from_config(
             noise_scheduler.config, prediction_type=config.prediction_type
         )
+        self.low_res_scheduler = low_res_scheduler or DDPMScheduler(num_train_timesteps=1000)
+        self.vae = None if vae is None else vae.requires_grad_(False).eval().to(device)
         self.tokenizer = tokenizer
-        self.text_encoder = text_encoder.requires_grad_(False).eval().to(self.accelerator.device)
+        text_encoder.requires_grad_(config.train_text_encoder).train(config.train_text_encoder)
         if config.freeze_spatial:
             unet.freeze_spatial_layers()
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
         unet.train()
         self.parameters = [parameter for parameter in unet.parameters() if parameter.requires_grad]
+        groups = [{"params": self.parameters, "lr": config.learning_rate}]
+        if config.train_text_encoder:
+            groups.append(
+                {"params": list(text_encoder.parameters()), "lr": config.text_encoder_learning_rate}
+            )
         optimizer = torch.optim.AdamW(
-            self.parameters,
-            lr=config.learning_rate,
+            groups,
             betas=(config.adam_beta1, config.adam_beta2),
             weight_decay=config.adam_weight_decay,
             eps=config.adam_epsilon,
@@ -256,28 +202,59 @@ class KeyframesTrainer:
             num_warmup_steps=config.lr_warmup_steps * processes,
             num_training_steps=config.max_steps * processes,
         )
-        self.unet, self.optimizer, self.lr_scheduler = self.accelerator.prepare(unet, optimizer, lr_scheduler)
+        if config.train_text_encoder:
+            self.unet, self.text_encoder, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
+                unet, text_encoder, optimizer, lr_scheduler
+            )
+        else:
+            self.text_encoder = text_encoder.to(device)
+            self.unet, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
+                unet, optimizer, lr_scheduler
+            )
         self.ema = None
         if config.use_ema:
             self.ema = EMAModel(self.parameters, decay=config.ema_decay)
-            self.ema.to(self.accelerator.device)
+            self.ema.to(device)
             self.accelerator.register_for_checkpointing(self.ema)
-        global_batch = config.batch_size * self.accelerator.num_processes
-        if len(dataset) < global_batch:
-            raise ValueError(
-                f"`dataset` must hold at least one batch of batch_size * processes = {global_batch} items, "
-                f"got {len(dataset)}."
-            )
-        self.dataset = dataset
+        global_batch = config.batch_size * processes
+        for name, data in (("dataset", dataset), ("image_dataset", image_dataset)):
+            if data is not None and len(data) < global_batch:
+                raise ValueError(
+                    f"`{name}` must hold at least one batch of batch_size * processes = {global_batch} items, "
+                    f"got {len(data)}."
+                )
+        self.dataset, self.image_dataset = dataset, image_dataset
         self.step = 0
         self.micro_batches = 0
+
+    def _check_unet(self, unet, vae) -> None:
+        stage = self.config.stage
+        allowed = (VideoUNet, UNet2DConditionModel) if stage in IMAGE_STAGES else (VideoUNet,)
+        if not isinstance(unet, allowed):
+            names = " or ".join(kind.__name__ for kind in allowed)
+            raise ValueError(f"`unet` must be a {names} for the {stage!r} stage, got {type(unet).__name__}.")
+        spatial = unet.unet if isinstance(unet, VideoUNet) else unet
+        sample_channels = vae.config.latent_channels if vae is not None else 3
+        extra = {"interpolation": sample_channels + 1, "spatiotemporal_sr": 3, "spatial_sr": 3}.get(stage, 0)
+        config = spatial.config
+        if config.in_channels != sample_channels + extra or config.out_channels != sample_channels:
+            raise ValueError(
+                f"`unet` must read {sample_channels} + {extra} channels and predict {sample_channels} for the "
+                f"{stage!r} stage {'with' if vae is not None else 'without'} a VAE, got in_channels="
+                f"{config.in_channels}, out_channels={config.out_channels}."
+            )
+        if stage in SUPER_RESOLUTION_STAGES and spatial.class_embedding is None:
+            raise ValueError(
+                "`unet` needs a class embedding (num_class_embeds) for the noise level of a super-resolution stage."
+            )
 
     @property
     def loss_log(self) -> Path:
         return self.output_dir / LOSS_LOG
 
     def encode_captions(self, captions: list[str]) -> torch.Tensor:
-        """CLIP text embeddings ``(B, L, D)`` of ``captions``, padded to the tokenizer's length."""
+        """CLIP text embeddings ``(B, L, D)`` of ``captions``, padded to the tokenizer's length; with
+        gradients when the text encoder trains."""
         ids = self.tokenizer(
             captions,
             padding="max_length",
@@ -285,27 +262,68 @@ class KeyframesTrainer:
             truncation=True,
             return_tensors="pt",
         ).input_ids  # (B, L)
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.config.train_text_encoder):
             return self.text_encoder(ids.to(self.accelerator.device))[0]  # (B, L, D)
 
     def loss(self, batch: dict) -> torch.Tensor:
         """The denoising loss of one micro-batch: MSE between the UNet's output and the target."""
-        videos = batch["pixel_values"].to(self.accelerator.device)  # (B, C, F, H, W)
-        batch_size = videos.shape[0]
+        videos = batch["pixel_values"].to(self.accelerator.device)  # (B, 3, F, H, W)
+        batch_size, frames = videos.shape[0], videos.shape[2]
         dropped = (torch.rand(batch_size) < self.config.caption_dropout).tolist()  # (B,)
         captions = ["" if drop else caption for drop, caption in zip(dropped, batch["caption"], strict=True)]
         text = self.encode_captions(captions)  # (B, L, D)
-        noise = torch.randn(videos.shape).to(videos)  # (B, C, F, H, W), drawn on the CPU: reproducible
+        with torch.no_grad():
+            inputs = stage_inputs(self.config, videos, self.vae, self.low_res_scheduler)
+        sample, conditioning, labels = inputs.sample, inputs.conditioning, inputs.class_labels
+        if self.config.stage in IMAGE_STAGES:  # every frame an image: (B*F, C, 1, h, w)
+            sample, conditioning = (_frames_as_images(x) for x in (sample, conditioning))
+            text = text.repeat_interleave(frames, dim=0)  # (B*F, L, D)
+            labels = None if labels is None else labels.repeat_interleave(frames)  # (B*F,)
+        if not isinstance(self.accelerator.unwrap_model(self.unet), VideoUNet):
+            sample, conditioning = (None if x is None else x[:, :, 0] for x in (sample, conditioning))
+        noise = torch.randn(sample.shape).to(sample)  # drawn on the CPU: reproducible
         levels = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, levels, (batch_size,)).to(videos.device)  # (B,), one per video
-        noisy = self.noise_scheduler.add_noise(videos, noise, timesteps)  # (B, C, F, H, W)
-        target = training_target(self.noise_scheduler, videos, noise, timesteps)  # (B, C, F, H, W)
-        prediction = self.unet(noisy, timesteps, text).sample  # (B, C, F, H, W)
+        timesteps = torch.randint(0, levels, (sample.shape[0],)).to(sample.device)  # one per video (image)
+        noisy = self.noise_scheduler.add_noise(sample, noise, timesteps)
+        target = training_target(self.noise_scheduler, sample, noise, timesteps)
+        model_input = noisy if conditioning is None else torch.cat([noisy, conditioning.to(noisy)], dim=1)
+        prediction = self.unet(model_input, timesteps, text, class_labels=labels).sample
         return F.mse_loss(prediction.float(), target.float())
+
+    def _batches(self, dataset: Dataset, start: int) -> Iterator[dict]:
+        config = self.config
+        return iter(
+            DataLoader(
+                dataset,
+                batch_sampler=_MicroBatches(
+                    len(dataset),
+                    config.batch_size,
+                    config.seed,
+                    start,
+                    self.accelerator.num_processes,
+                    self.accelerator.process_index,
+                ),
+                num_workers=config.num_workers,
+                # The loader's own generator, so that starting it does not draw from the global RNG.
+                generator=torch.Generator().manual_seed(config.seed),
+            )
+        )
+
+    def _stream(self) -> Iterator[dict]:
+        """Micro-batches from the current position on: with ``image_every = k``, micro-batches ``k - 1``,
+        ``2k - 1``, ... are images; each dataset's own position follows from the overall count."""
+        every, count = self.config.image_every, self.micro_batches
+        images_seen = count // every if every else 0
+        videos = self._batches(self.dataset, count - images_seen)
+        images = self._batches(self.image_dataset, images_seen) if every else None
+        while True:
+            count += 1
+            yield next(images) if every and count % every == 0 else next(videos)
 
     def train(self, stop_after: int | None = None) -> int:
         """Trains to ``config.max_steps`` optimizer steps, or stops (with a checkpoint) after ``stop_after``;
-        resumes from the latest checkpoint when ``config.resume``. Returns the step reached."""
+        resumes from the latest checkpoint when ``config.resume``. Shows a progress bar with the loss and
+        steps/s on the main process. Returns the step reached."""
         config = self.config
         if stop_after is not None and (
             isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1
@@ -317,27 +335,24 @@ class KeyframesTrainer:
             self._load(checkpoint)
         else:
             set_seed(config.seed, device_specific=True)  # noise, timesteps, caption dropout; per process
-        batches = DataLoader(
-            self.dataset,
-            batch_sampler=_MicroBatches(
-                len(self.dataset),
-                config.batch_size,
-                config.seed,
-                self.micro_batches,
-                self.accelerator.num_processes,
-                self.accelerator.process_index,
-            ),
-            num_workers=config.num_workers,
-            # The loader's own generator, so that starting it does not draw from the global RNG.
-            generator=torch.Generator().manual_seed(config.seed),
+        progress = tqdm(
+            total=end,
+            initial=self.step,
+            desc=f"train {config.stage}",
+            unit="step",
+            disable=not self.accelerator.is_main_process,
         )
+        trained = [self.unet, self.text_encoder] if config.train_text_encoder else [self.unet]
         running_loss = 0.0
-        for batch in batches if self.step < end else ():
-            with self.accelerator.accumulate(self.unet):
+        for batch in self._stream() if self.step < end else ():
+            with self.accelerator.accumulate(*trained):
                 loss = self.loss(batch)
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients:
-                    self.accelerator.clip_grad_norm_(self.parameters, config.max_grad_norm)
+                    self.accelerator.clip_grad_norm_(
+                        [p for group in self.optimizer.param_groups for p in group["params"]],
+                        config.max_grad_norm,
+                    )
                 self.optimizer.step()
                 self.lr_scheduler.step()
                 self.optimizer.zero_grad()
@@ -348,14 +363,32 @@ class KeyframesTrainer:
             if self.ema is not None:
                 self.ema.step(self.parameters)
             self.step += 1
-            self._log(running_loss / config.gradient_accumulation_steps)
+            step_loss = running_loss / config.gradient_accumulation_steps
+            self._log(step_loss)
+            progress.update()
+            progress.set_postfix(loss=f"{step_loss:.4f}")
             running_loss = 0.0
             every = config.checkpoint_every
             if self.step == end or (every and self.step % every == 0):
                 self.save_checkpoint()
             if self.step == end:
                 break
+        progress.close()
         return self.step
+
+    def trained_models(self) -> tuple[VideoUNet | UNet2DConditionModel, CLIPTextModel]:
+        """The UNet (with the EMA weights when EMA is on) and the text encoder, unwrapped, in eval mode: what
+        a pipeline should be built from. The training copy is left as it is."""
+        unet = self.accelerator.unwrap_model(self.unet)
+        if self.ema is not None:
+            self.ema.store(self.parameters)
+            self.ema.copy_to(self.parameters)
+            exported = copy.deepcopy(unet)
+            self.ema.restore(self.parameters)
+        else:
+            exported = copy.deepcopy(unet)
+        text_encoder = copy.deepcopy(self.accelerator.unwrap_model(self.text_encoder))
+        return exported.eval().requires_grad_(False), text_encoder.eval().requires_grad_(False)
 
     def _log(self, loss: float) -> None:
         if not self.accelerator.is_main_process:
@@ -379,6 +412,7 @@ class KeyframesTrainer:
             shutil.rmtree(partial, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(partial))
+        self.accelerator.wait_for_everyone()  # every process has written its part before the rename
         if self.accelerator.is_main_process:
             per_epoch = len(self.dataset) // (self.config.batch_size * self.accelerator.num_processes)
             state = {
@@ -387,6 +421,7 @@ class KeyframesTrainer:
                 "epoch": self.micro_batches // per_epoch,
                 "batch_in_epoch": self.micro_batches % per_epoch,
                 "seed": self.config.seed,
+                "num_processes": self.accelerator.num_processes,
             }
             (partial / TRAINING_STATE).write_text(json.dumps(state, indent=2))
             shutil.rmtree(final, ignore_errors=True)

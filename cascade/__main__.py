@@ -1,0 +1,7 @@
+"""``python -m cascade``: the ``cascade`` command line."""
+
+import sys
+
+from cascade.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""``TrainingConfig``: the settings of one training run of any stage, checked when built.
+
+A YAML recipe's ``training:`` section (:mod:`cascade.training.recipe`) is this dataclass's fields.
+"""
+
+import math
+import os
+from dataclasses import dataclass, fields
+
+from diffusers.optimization import SchedulerType
+
+STAGES = ("text_to_image", "keyframes", "interpolation", "spatiotemporal_sr", "spatial_sr")
+# Stages whose UNet is a 2D UNet2DConditionModel trained on frames; the others train a VideoUNet on clips.
+IMAGE_STAGES = ("text_to_image", "spatial_sr")
+SUPER_RESOLUTION_STAGES = ("spatiotemporal_sr", "spatial_sr")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
+# Every diffusers schedule but piecewise_constant, which needs step rules of its own.
+LR_SCHEDULERS = tuple(kind.value for kind in SchedulerType if kind != SchedulerType.PIECEWISE_CONSTANT)
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of a training run; invalid values raise ``ValueError`` naming the field.
+
+    Args:
+        output_dir: where checkpoints (``checkpoints/checkpoint-{step}``) and ``loss.csv`` go.
+        stage: what is trained, one of :data:`STAGES`: ``text_to_image`` (the 2D pretraining later stages
+            inflate), ``keyframes``, ``interpolation``, ``spatiotemporal_sr`` or ``spatial_sr``.
+        max_steps: optimizer steps of the whole run (the learning rate schedule spans them).
+        batch_size: videos (images for ``text_to_image``) per micro-batch and process.
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        learning_rate, adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon: AdamW settings.
+        lr_scheduler: a ``diffusers.optimization`` schedule name; ``lr_warmup_steps``: its warm-up.
+        max_grad_norm: gradients are clipped to this global norm.
+        prediction_type: ``"epsilon"`` (the noise) or ``"v_prediction"`` (Salimans & Ho 2022).
+        freeze_spatial: train only the temporal layers (Make-A-Video); else full fine-tuning.
+        train_text_encoder: train the text encoder with the UNet (the 2D pretraining of a model whose text
+            encoder is its own); ``text_encoder_learning_rate`` is its learning rate.
+        use_ema, ema_decay: keep an exponential moving average of the UNet's weights.
+        caption_dropout: probability of replacing a caption by ``""`` (Ho & Salimans 2022).
+        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``, passed to ``Accelerator``.
+        gradient_checkpointing: recompute activations in the backward pass (spatial and temporal layers).
+        image_every: joint image-video training (Ho et al. 2022, "Video Diffusion Models", sec. 3.2): every
+            ``image_every``-th micro-batch comes from the image dataset (0: never).
+        interpolation_factor: ``interpolation`` stage: frames are known every this many frames.
+        known_frame_dropout: ``interpolation`` stage: probability that a known frame between the first and
+            the last of a clip is hidden too (random masks over the known frames).
+        upscale_factor: super-resolution stages: output frame size over input frame size.
+        max_noise_level: super-resolution stages: the low-resolution input is noised to a level drawn
+            uniformly from ``[0, max_noise_level]`` (noise conditioning augmentation).
+        checkpoint_every: write a checkpoint every this many optimizer steps (0: only when stopping).
+        checkpoints_total_limit: checkpoints kept (older ones are deleted); ``None`` keeps all.
+        resume: continue from the latest checkpoint in ``output_dir`` if there is one.
+        seed: seeds the data order and, through ``accelerate``, the noise.
+        num_workers: ``DataLoader`` worker processes.
+    """
+
+    output_dir: str
+    stage: str = "keyframes"
+    max_steps: int = 1000
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    prediction_type: str = "epsilon"
+    freeze_spatial: bool = False
+    train_text_encoder: bool = False
+    text_encoder_learning_rate: float = 1e-4
+    use_ema: bool = False
+    ema_decay: float = 0.9999
+    caption_dropout: float = 0.1
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    image_every: int = 0
+    interpolation_factor: int = 4
+    known_frame_dropout: float = 0.0
+    upscale_factor: int = 4
+    max_noise_level: int = 350
+    checkpoint_every: int = 500
+    checkpoints_total_limit: int | None = 2
+    resume: bool = True
+    seed: int = 0
+    num_workers: int = 0
+
+    def __post_init__(self):
+        def fail(name: str, allowed: str):
+            raise ValueError(f"`{name}` must be {allowed}, got {getattr(self, name)!r}.")
+
+        def is_int(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def is_number(value) -> bool:
+            return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+        if not isinstance(self.output_dir, str | os.PathLike) or not str(self.output_dir):
+            fail("output_dir", "a non-empty path")
+        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "interpolation_factor"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
+                fail(name, "an int >= 1")
+        if not is_int(self.upscale_factor) or self.upscale_factor < 1:
+            fail("upscale_factor", "an int >= 1")
+        for name in ("lr_warmup_steps", "checkpoint_every", "seed", "num_workers", "image_every"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 0:
+                fail(name, "an int >= 0")
+        if not is_int(self.max_noise_level) or not 0 <= self.max_noise_level < 1000:
+            fail("max_noise_level", "an int in [0, 1000)")
+        for name in ("learning_rate", "text_encoder_learning_rate", "adam_epsilon", "max_grad_norm"):
+            if not is_number(getattr(self, name)) or getattr(self, name) <= 0:
+                fail(name, "a finite number > 0")
+        if not is_number(self.adam_weight_decay) or self.adam_weight_decay < 0:
+            fail("adam_weight_decay", "a finite number >= 0")
+        for name in ("adam_beta1", "adam_beta2", "ema_decay"):
+            if not is_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
+                fail(name, "a number in [0, 1)")
+        for name in ("caption_dropout", "known_frame_dropout"):
+            if not is_number(getattr(self, name)) or not 0 <= getattr(self, name) <= 1:
+                fail(name, "a number in [0, 1]")
+        for name, allowed in (
+            ("stage", STAGES),
+            ("prediction_type", PREDICTION_TYPES),
+            ("mixed_precision", MIXED_PRECISIONS),
+            ("lr_scheduler", LR_SCHEDULERS),
+        ):
+            if getattr(self, name) not in allowed:
+                fail(name, f"one of {list(allowed)}")
+        for name in ("freeze_spatial", "train_text_encoder", "use_ema", "gradient_checkpointing", "resume"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "a bool")
+        if self.checkpoints_total_limit is not None and (
+            not is_int(self.checkpoints_total_limit) or self.checkpoints_total_limit < 1
+        ):
+            fail("checkpoints_total_limit", "None or an int >= 1")
+        if self.stage in IMAGE_STAGES and (self.freeze_spatial or self.image_every):
+            name = "freeze_spatial" if self.freeze_spatial else "image_every"
+            fail(name, f"off for the 2D stage {self.stage!r} (it has no temporal layers)")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in fields(cls))

@@ -1,0 +1,254 @@
+"""Training recipes: one YAML file says which stage to train, from what, on which data, and how.
+
+    stage: keyframes                 # one of cascade.training.STAGES
+    output_dir: runs/demo/keyframes  # checkpoints, loss.csv, and the trained stage in model/
+    model:
+      base: runs/demo/text_to_image/model   # a folder with unet/ (2D or VideoUNet), text_encoder/, tokenizer/
+      inflate: {temporal_attention_heads: 4}  # options of cascade.inflate (video stages, 2D base)
+      # or, from scratch: unet: {UNet2DConditionModel config}, and text_encoder: {vocabulary: shapes, ...}
+      # text_encoder_from: FOLDER  (default: base); vae: FOLDER (latent space); noise_scheduler: {DDPM config}
+    data: {kind: shapes, length: 100000, num_frames: 8, height: 16, width: 16, seed: 0}
+    image_data: {kind: image_text, root: ..., height: 16, width: 16}   # optional, with training.image_every
+    training: {max_steps: 3000, batch_size: 8, ...}   # TrainingConfig fields
+    sampling: {scheduler: dpm_solver}   # the scheduler the exported pipeline samples with (or ddim)
+
+:func:`run_recipe` trains (resuming from the last checkpoint) and, once ``max_steps`` are reached,
+writes the stage's pipeline to ``output_dir/model`` (``text_to_image``: its components) atomically.
+It runs the same under plain ``python`` and under ``accelerate launch``.
+"""
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from cascade.data import VOCABULARY, ImageTextDataset, ShapesDataset, VideoTextDataset
+from cascade.models import VideoUNet, inflate
+
+from .config import IMAGE_STAGES, STAGES, TrainingConfig
+from .text_model import small_text_encoder, word_tokenizer
+from .trainer import StageTrainer
+
+RECIPE_KEYS = ("stage", "output_dir", "model", "data", "image_data", "training", "sampling")
+MODEL_KEYS = ("unet", "base", "text_encoder", "text_encoder_from", "inflate", "vae", "noise_scheduler")
+DATASETS = {"shapes": ShapesDataset, "video_text": VideoTextDataset, "image_text": ImageTextDataset}
+SAMPLING_SCHEDULERS = {"dpm_solver": DPMSolverMultistepScheduler, "ddim": DDIMScheduler}
+VOCABULARIES = {"shapes": VOCABULARY}
+MODEL_FOLDER = "model"
+
+
+@dataclass
+class Recipe:
+    """A parsed recipe; see the module docstring for the layout."""
+
+    stage: str
+    output_dir: Path
+    model: dict
+    data: dict
+    image_data: dict | None
+    training: dict
+    sampling: dict
+
+    @property
+    def model_dir(self) -> Path:
+        """Where the trained stage is written."""
+        return self.output_dir / MODEL_FOLDER
+
+    def config(self) -> TrainingConfig:
+        return TrainingConfig(output_dir=str(self.output_dir), stage=self.stage, **self.training)
+
+
+def load_recipe(path: str | os.PathLike, **overrides) -> Recipe:
+    """Reads and checks the recipe at ``path``; ``overrides`` replace ``output_dir`` or ``training`` fields
+    (e.g. ``max_steps=10``). Unknown keys and bad values raise ``ValueError`` naming them and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"`path` must be a recipe YAML file, got {str(path)!r} (not a file).")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a recipe must be a mapping with keys {list(RECIPE_KEYS)}.")
+    _check_keys(path, "the recipe", raw, RECIPE_KEYS, required=("stage", "output_dir", "model", "data"))
+    model = raw["model"] or {}
+    _check_keys(path, "model", model, MODEL_KEYS)
+    if ("unet" in model) == ("base" in model):
+        raise ValueError(
+            f"{path}: `model` needs exactly one of `unet` (a 2D UNet config) and `base` (a folder)."
+        )
+    training = dict(raw.get("training") or {})
+    unknown = sorted(
+        set(training) - set(TrainingConfig.field_names()) | ({"output_dir", "stage"} & set(training))
+    )
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown `training` key(s) {unknown}; allowed: TrainingConfig fields but output_dir, stage."
+        )
+    output_dir = overrides.pop("output_dir", None) or raw["output_dir"]
+    training.update(overrides)
+    for name in ("data", "image_data"):
+        spec = raw.get(name)
+        if spec is not None and (not isinstance(spec, dict) or spec.get("kind") not in DATASETS):
+            raise ValueError(f"{path}: `{name}.kind` must be one of {list(DATASETS)}, got {spec!r}.")
+    sampling = raw.get("sampling") or {}
+    _check_keys(path, "sampling", sampling, ("scheduler",))
+    if sampling.get("scheduler", "dpm_solver") not in SAMPLING_SCHEDULERS:
+        raise ValueError(
+            f"{path}: `sampling.scheduler` must be one of {list(SAMPLING_SCHEDULERS)}, got {sampling['scheduler']!r}."
+        )
+    if raw["stage"] not in STAGES:
+        raise ValueError(f"{path}: `stage` must be one of {list(STAGES)}, got {raw['stage']!r}.")
+    recipe = Recipe(
+        raw["stage"], Path(output_dir), model, raw["data"], raw.get("image_data"), training, sampling
+    )
+    recipe.config()  # checks the training fields
+    return recipe
+
+
+def _check_keys(path: Path, where: str, mapping, allowed, required=()) -> None:
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{path}: {where} must be a mapping, got {mapping!r}.")
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown} in {where}; allowed: {list(allowed)}.")
+    missing = [key for key in required if key not in mapping]
+    if missing:
+        raise ValueError(f"{path}: {where} is missing {missing}.")
+
+
+def build_text_model(recipe: Recipe) -> tuple[CLIPTextModel, CLIPTokenizer]:
+    """A new text encoder and word tokenizer (``model.text_encoder``), or the ones saved in
+    ``model.text_encoder_from`` (default ``model.base``)."""
+    spec = recipe.model.get("text_encoder")
+    if spec is not None:
+        spec = dict(spec)
+        words = spec.pop("vocabulary", "shapes")
+        words = VOCABULARIES.get(words, words) if isinstance(words, str) else words
+        tokenizer = word_tokenizer(list(words), spec.pop("max_length", 8))
+        return small_text_encoder(tokenizer, seed=recipe.config().seed, **spec), tokenizer
+    folder = recipe.model.get("text_encoder_from") or recipe.model.get("base")
+    if folder is None:
+        raise ValueError(
+            "`model` needs `text_encoder` (a new one) or `text_encoder_from` with a `unet` config."
+        )
+    return (
+        CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", use_safetensors=True),
+        CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
+    )
+
+
+def build_unet(recipe: Recipe, sample_channels: int) -> VideoUNet | UNet2DConditionModel:
+    """The UNet to train: a new 2D UNet (``model.unet``) or the base's, inflated for the video stages
+    (with the masked-frame channels for interpolation)."""
+    spec = recipe.model.get("unet")
+    if spec is not None:
+        import torch
+
+        torch.manual_seed(recipe.config().seed)
+        unet = UNet2DConditionModel(**spec)
+    else:
+        folder = Path(recipe.model["base"], "unet")
+        kind = json.loads((folder / "config.json").read_text()).get("_class_name")
+        loader = VideoUNet if kind == VideoUNet.__name__ else UNet2DConditionModel
+        unet = loader.from_pretrained(folder, use_safetensors=True)
+    if recipe.stage in IMAGE_STAGES or isinstance(unet, VideoUNet):
+        return unet
+    options = dict(recipe.model.get("inflate") or {})
+    if recipe.stage == "interpolation":
+        options.setdefault("extra_in_channels", sample_channels + 1)
+    return inflate(unet, **options)
+
+
+def build_dataset(spec: dict):
+    spec = dict(spec)
+    return DATASETS[spec.pop("kind")](**spec)
+
+
+def build_trainer(recipe: Recipe) -> StageTrainer:
+    """The :class:`StageTrainer` of ``recipe``: its models, datasets and settings."""
+    vae_folder = recipe.model.get("vae")
+    vae = None if vae_folder is None else AutoencoderKL.from_pretrained(vae_folder, use_safetensors=True)
+    text_encoder, tokenizer = build_text_model(recipe)
+    unet = build_unet(recipe, 3 if vae is None else vae.config.latent_channels)
+    image_data = recipe.image_data
+    return StageTrainer(
+        recipe.config(),
+        unet,
+        text_encoder,
+        tokenizer,
+        DDPMScheduler(**(recipe.model.get("noise_scheduler") or {})),
+        build_dataset(recipe.data),
+        vae=vae,
+        image_dataset=None if image_data is None else build_dataset(image_data),
+    )
+
+
+def export_stage(recipe: Recipe, trainer: StageTrainer) -> Path:
+    """Writes the trained stage to ``recipe.model_dir`` atomically: its pipeline (``save_pretrained``), or
+    for ``text_to_image`` its components (``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``)."""
+    from cascade.pipelines import (
+        InterpolationPipeline,
+        KeyframesPipeline,
+        SpatialSRPipeline,
+        SpatioTemporalSRPipeline,
+    )
+
+    unet, text_encoder = trainer.trained_models()
+    scheduler_class = SAMPLING_SCHEDULERS[recipe.sampling.get("scheduler", "dpm_solver")]
+    scheduler = scheduler_class.from_config(trainer.noise_scheduler.config)
+    common = {
+        "unet": unet,
+        "scheduler": scheduler,
+        "text_encoder": text_encoder,
+        "tokenizer": trainer.tokenizer,
+    }
+    vae = trainer.vae
+    final = recipe.model_dir
+    partial = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    if recipe.stage == "text_to_image":
+        for name, component in {**common, "vae": vae}.items():
+            if component is not None:
+                component.save_pretrained(partial / name)
+    else:
+        config = trainer.config
+        if recipe.stage in ("spatiotemporal_sr", "spatial_sr"):
+            pipeline_class = (
+                SpatioTemporalSRPipeline if recipe.stage == "spatiotemporal_sr" else SpatialSRPipeline
+            )
+            pipeline = pipeline_class(
+                **common,
+                low_res_scheduler=trainer.low_res_scheduler,
+                vae=vae,
+                upscale_factor=config.upscale_factor,
+                max_noise_level=config.max_noise_level,
+            )
+        else:
+            pipeline_class = KeyframesPipeline if recipe.stage == "keyframes" else InterpolationPipeline
+            pipeline = pipeline_class(**common, vae=vae)
+        pipeline.save_pretrained(partial)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return final
+
+
+def run_recipe(path: str | os.PathLike, stop_after: int | None = None, **overrides) -> Path | None:
+    """Trains the stage of the recipe at ``path`` (resuming) and exports it when ``max_steps`` are reached.
+    Returns the exported folder, or ``None`` when stopped early (``stop_after``) or not the main process."""
+    recipe = load_recipe(path, **overrides)
+    trainer = build_trainer(recipe)
+    step = trainer.train(stop_after=stop_after)
+    exported = None
+    if step == trainer.config.max_steps and trainer.accelerator.is_main_process:
+        exported = export_stage(recipe, trainer)
+    trainer.accelerator.wait_for_everyone()
+    return exported

@@ -1,0 +1,84 @@
+"""A small CLIP text model with a word-level vocabulary, for a model whose text encoder is its own.
+
+The tokenizer is a standard ``CLIPTokenizer`` (saved and loaded in the transformers format) whose BPE
+merges spell out each vocabulary word, so every known word is one token; other text falls back to
+letters and digits. The encoder is a ``CLIPTextModel`` (Radford et al. 2021, "Learning Transferable
+Visual Models From Natural Language Supervision") trained with the 2D text-to-image stage.
+"""
+
+import json
+import re
+import string
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
+
+
+def word_tokenizer(words: list[str], max_length: int = 8) -> CLIPTokenizer:
+    """A ``CLIPTokenizer`` with one token per word of ``words`` (lowercase letters), plus single letters and
+    digits for anything else, padding and truncating to ``max_length`` tokens (start and end included)."""
+    if not isinstance(words, list | tuple) or not words:
+        raise ValueError(f"`words` must be a non-empty list of str, got {words!r}.")
+    for word in words:
+        if not isinstance(word, str) or not re.fullmatch(r"[a-z]+", word):
+            raise ValueError(f"`words` must hold lowercase ascii words, got {word!r}.")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3:
+        raise ValueError(f"`max_length` must be an int >= 3, got {max_length!r}.")
+    characters = list(string.ascii_lowercase + string.digits)
+    tokens = characters + [c + "</w>" for c in characters]
+    merges = []
+    for word in dict.fromkeys(words):
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(pieces) > 1:  # merge left to right: w o r d</w> -> wo r d</w> -> wor d</w> -> word</w>
+            merges.append(f"{pieces[0]} {pieces[1]}")
+            pieces = [pieces[0] + pieces[1]] + pieces[2:]
+            tokens.append(pieces[0])  # the BPE model needs every merge's result in the vocabulary
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    for special in SPECIAL_TOKENS:
+        vocab[special] = len(vocab)
+    with tempfile.TemporaryDirectory() as folder:
+        vocab_file, merges_file = Path(folder, "vocab.json"), Path(folder, "merges.txt")
+        vocab_file.write_text(json.dumps(vocab))
+        merges_file.write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+        return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=max_length)
+
+
+def small_text_encoder(
+    tokenizer: CLIPTokenizer,
+    hidden_size: int = 64,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    intermediate_size: int = 128,
+    seed: int = 0,
+) -> CLIPTextModel:
+    """A randomly initialised ``CLIPTextModel`` for ``tokenizer``'s vocabulary and length."""
+    for name, value in (
+        ("hidden_size", hidden_size),
+        ("num_hidden_layers", num_hidden_layers),
+        ("num_attention_heads", num_attention_heads),
+        ("intermediate_size", intermediate_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be an int >= 1, got {value!r}.")
+    if hidden_size % num_attention_heads:
+        raise ValueError(
+            f"`hidden_size`={hidden_size} must be a multiple of `num_attention_heads`={num_attention_heads}."
+        )
+    vocab = tokenizer.get_vocab()
+    config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=vocab[SPECIAL_TOKENS[0]],
+        eos_token_id=vocab[SPECIAL_TOKENS[1]],
+        pad_token_id=vocab[SPECIAL_TOKENS[1]],
+    )
+    torch.manual_seed(seed)
+    return CLIPTextModel(config)

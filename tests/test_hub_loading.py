@@ -1,0 +1,274 @@
+"""Saved stages and cascades load through diffusers, through our own classes, and from a Hub repo id in the
+Hugging Face cache offline; safetensors only unless asked; one clear error for a repo that is not cached."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import diffusers.pipelines.pipeline_utils
+import diffusers.utils.dynamic_modules_utils
+import huggingface_hub.constants
+import numpy as np
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+from safetensors.torch import load_file
+
+from cascade.pipelines import CascadePipeline, InterpolationPipeline, KeyframesPipeline
+from cascade.pipelines.hub_loading import ModelNotCachedError
+from cascade.tiny_models import tiny_cascade_stages
+
+REPO = "cascade-test/tiny-keyframes"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+SETTINGS = {
+    "keyframes": {"num_frames": 2},
+    "interpolation": {"interpolation_factor": 2},
+    "spatiotemporal_sr": {},
+    "spatial_sr": {},
+}
+STAGES = list(SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def stages():
+    return tiny_cascade_stages()
+
+
+@pytest.fixture
+def offline_cache(monkeypatch, tmp_path):
+    """An empty Hugging Face cache, with downloads off as under ``HF_HUB_OFFLINE=1``."""
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def frames(pipe, name: str) -> np.ndarray:
+    """The stage's frames for a fixed prompt, input video and seed: ``(1, F, H, W, 3)``."""
+    pipe.set_progress_bar_config(disable=True)
+    video = (
+        {} if name == "keyframes" else {"video": np.random.default_rng(0).random((1, 2, 8, 8, 3), np.float32)}
+    )
+    return pipe(
+        "a red circle",
+        **video,
+        **SETTINGS[name],
+        num_inference_steps=1,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).frames
+
+
+def cache_repo(folder: Path, cache: Path, repo_id: str, tree_listing: bool = False) -> Path:
+    """Lays ``folder`` out in the Hugging Face cache ``cache`` as ``repo_id`` at ``main``, as huggingface_hub
+    does: each file a blob, linked from ``snapshots/<commit>/``, and ``refs/main`` holding the commit; with
+    ``tree_listing``, also the repo's file listing that ``snapshot_download`` caches (``trees/<commit>.json``).
+    Returns the snapshot folder."""
+    storage = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = storage / "snapshots" / COMMIT
+    listing = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        blob = storage / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = snapshot / path.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+        listing[path.relative_to(folder).as_posix()] = {
+            "size": len(data),
+            "blob_id": hashlib.sha1(data).hexdigest(),
+        }
+    (storage / "refs").mkdir()
+    (storage / "refs" / "main").write_text(COMMIT)
+    if tree_listing:
+        (storage / "trees").mkdir()
+        (storage / "trees" / f"{COMMIT}.json").write_text(json.dumps({"format_version": 1, "files": listing}))
+    return snapshot
+
+
+def test_save_writes_the_code_files_model_index_names(stages, tmp_path):
+    stages["keyframes"].save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == ["keyframes_pipeline", "KeyframesPipeline"]
+    assert index["unet"] == ["cascade.models.video_unet", "VideoUNet"]
+    assert (
+        tmp_path / "keyframes_pipeline.py"
+    ).read_text() == "from cascade.pipelines import KeyframesPipeline\n"
+    code = (tmp_path / "unet" / "cascade.models.video_unet.py").read_text()
+    assert code == "from cascade.models.video_unet import VideoUNet\n"
+    assert not list(tmp_path.rglob(".*partial*"))
+    stages["spatial_sr"].save_pretrained(tmp_path / "spatial")  # a diffusers UNet: no component code
+    assert sorted(p.name for p in (tmp_path / "spatial").rglob("*.py")) == ["spatial_sr_pipeline.py"]
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_saved_stage_loads_with_its_class_and_with_diffusers_to_the_same_frames(stages, name, tmp_path):
+    stage = stages[name]
+    stage.save_pretrained(tmp_path)
+    reference = frames(stage, name)
+    for loaded in (
+        type(stage).from_pretrained(tmp_path),  # no trust_remote_code needed for our own code files
+        DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True),
+    ):
+        assert type(loaded) is type(stage)
+        assert np.array_equal(frames(loaded, name), reference)
+
+
+@pytest.mark.parametrize("tree_listing", [False, True], ids=["snapshot", "snapshot+tree-listing"])
+def test_a_cached_repo_id_loads_offline_to_the_same_frames(stages, offline_cache, tmp_path, tree_listing):
+    stages["keyframes"].save_pretrained(tmp_path / "saved")
+    cache_repo(tmp_path / "saved", offline_cache, REPO, tree_listing)
+    reference = frames(stages["keyframes"], "keyframes")
+    loaded = KeyframesPipeline.from_pretrained(REPO)
+    assert loaded.config._name_or_path == REPO
+    assert np.array_equal(frames(loaded, "keyframes"), reference)
+    if not tree_listing:  # with one, diffusers asks the Hub for the code file's commit: see DESIGN.md
+        loaded = DiffusionPipeline.from_pretrained(REPO, trust_remote_code=True)
+        assert type(loaded) is KeyframesPipeline
+        assert np.array_equal(frames(loaded, "keyframes"), reference)
+
+
+def test_diffusers_accepts_a_folder_pushed_to_the_hub(stages, offline_cache, tmp_path, monkeypatch):
+    # diffusers' download checks the repo's file list: a component class outside diffusers needs its code file.
+    stages["keyframes"].save_pretrained(tmp_path / "saved")
+    snapshot = cache_repo(tmp_path / "saved", offline_cache, REPO)
+    files = [
+        types.SimpleNamespace(rfilename=p.relative_to(snapshot).as_posix()) for p in snapshot.rglob("*.*")
+    ]
+    info = types.SimpleNamespace(sha=COMMIT, siblings=files)  # what the Hub answers online
+    monkeypatch.setattr(diffusers.pipelines.pipeline_utils, "model_info", lambda *args, **kwargs: info)
+    monkeypatch.setattr(diffusers.utils.dynamic_modules_utils, "model_info", lambda *args, **kwargs: info)
+    loaded = DiffusionPipeline.from_pretrained(REPO, trust_remote_code=True)
+    assert type(loaded) is KeyframesPipeline
+    assert np.array_equal(frames(loaded, "keyframes"), frames(stages["keyframes"], "keyframes"))
+
+
+def test_a_fresh_process_loads_a_cached_repo_with_diffusers_alone(stages, tmp_path):
+    stages["keyframes"].save_pretrained(tmp_path / "saved")
+    cache_repo(tmp_path / "saved", tmp_path / "hub", REPO)
+    script = f"""
+import sys
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+assert "cascade" not in sys.modules
+pipe = DiffusionPipeline.from_pretrained({REPO!r}, trust_remote_code=True)
+pipe.set_progress_bar_config(disable=True)
+print(type(pipe).__module__, type(pipe).__name__)
+out = pipe("a red circle", num_frames=2, num_inference_steps=1, generator=torch.Generator().manual_seed(0)).frames
+np.save(sys.argv[1], out)
+"""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "home"),
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "frames.npy")], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["cascade.pipelines.keyframes", "KeyframesPipeline"]
+    assert np.array_equal(np.load(tmp_path / "frames.npy"), frames(stages["keyframes"], "keyframes"))
+
+
+@pytest.mark.parametrize("loader", [KeyframesPipeline, CascadePipeline], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "local_files_only"])
+def test_an_uncached_repo_offline_raises_one_error_naming_it_and_the_fix(loader, how, monkeypatch, tmp_path):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", how == "HF_HUB_OFFLINE")
+    kwargs = {"local_files_only": True} if how == "local_files_only" else {}
+    with pytest.raises(ModelNotCachedError) as raised:
+        loader.from_pretrained("cascade-test/missing", **kwargs)
+    message = str(raised.value)
+    assert isinstance(raised.value, OSError)
+    assert "'cascade-test/missing' is not (fully) in the Hugging Face cache" in message
+    assert "Run this once online, or download it with `hf download cascade-test/missing`" in message
+
+
+def test_a_partly_cached_repo_offline_raises_the_same_error(stages, offline_cache, tmp_path):
+    stages["keyframes"].save_pretrained(tmp_path / "saved")
+    snapshot = cache_repo(tmp_path / "saved", offline_cache, REPO, tree_listing=True)
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ModelNotCachedError, match="hf download cascade-test/tiny-keyframes"):
+        KeyframesPipeline.from_pretrained(REPO)
+
+
+@pytest.mark.parametrize("tree_listing", [False, True], ids=["snapshot", "snapshot+tree-listing"])
+def test_a_cascade_loads_from_a_folder_and_a_cached_repo_id_offline(
+    stages, offline_cache, tmp_path, tree_listing
+):
+    cascade = CascadePipeline(**{name: stages[name] for name in ["keyframes", "interpolation"]})
+    cascade.set_progress_bar_config(disable=True)
+    cascade.save_pretrained(tmp_path / "saved")
+    cache_repo(tmp_path / "saved", offline_cache, "cascade-test/tiny-cascade", tree_listing)
+    settings = {name: {**SETTINGS[name], "num_inference_steps": 1} for name in cascade.stages}
+    reference = cascade("a red circle", stage_kwargs=settings, seed=0).frames
+    for source in (tmp_path / "saved", "cascade-test/tiny-cascade"):
+        loaded = CascadePipeline.from_pretrained(source)
+        loaded.set_progress_bar_config(disable=True)
+        assert len(loaded.text_encoders) == 1
+        assert np.array_equal(loaded("a red circle", stage_kwargs=settings, seed=0).frames, reference)
+
+
+def test_pickled_weights_load_only_with_use_safetensors_false(stages, tmp_path):
+    stages["keyframes"].save_pretrained(tmp_path)
+    for folder, name in (("unet", "diffusion_pytorch_model"), ("text_encoder", "model")):
+        safetensors = tmp_path / folder / f"{name}.safetensors"
+        pickled = "diffusion_pytorch_model.bin" if folder == "unet" else "pytorch_model.bin"
+        torch.save(load_file(safetensors), tmp_path / folder / pickled)
+        safetensors.unlink()
+    expected = (
+        r"has pickled weights and no safetensors file for them \(text_encoder/pytorch_model.bin, "
+        r"unet/diffusion_pytorch_model.bin\), .* Pass `use_safetensors=False`"
+    )
+    for use_safetensors in ({}, {"use_safetensors": None}, {"use_safetensors": True}):
+        with pytest.raises(OSError, match=expected):
+            KeyframesPipeline.from_pretrained(tmp_path, **use_safetensors)
+    loaded = KeyframesPipeline.from_pretrained(tmp_path, use_safetensors=False)
+    assert np.array_equal(frames(loaded, "keyframes"), frames(stages["keyframes"], "keyframes"))
+
+
+@pytest.mark.parametrize("edited", ["keyframes_pipeline.py", "unet/cascade.models.video_unet.py", "None.py"])
+def test_edited_or_added_code_files_need_trust_remote_code(stages, tmp_path, edited):
+    # diffusers runs "None.py" as the pipeline's code when there is one (it looks for f"{custom_pipeline}.py")
+    stages["keyframes"].save_pretrained(tmp_path)
+    with open(tmp_path / edited, "a") as file:
+        file.write("print('not ours')\n")
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        KeyframesPipeline.from_pretrained(tmp_path)
+
+
+def test_a_folder_saved_before_the_code_files_still_loads(stages, tmp_path):
+    stages["keyframes"].save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    (tmp_path / "model_index.json").write_text(json.dumps({**index, "_class_name": "KeyframesPipeline"}))
+    for path in tmp_path.rglob("*.py"):
+        path.unlink()
+    loaded = KeyframesPipeline.from_pretrained(tmp_path)
+    assert np.array_equal(frames(loaded, "keyframes"), frames(stages["keyframes"], "keyframes"))
+
+
+def test_a_folder_of_another_class_is_refused_naming_it(stages, tmp_path):
+    stages["keyframes"].save_pretrained(tmp_path)
+    with pytest.raises(
+        ValueError, match="was saved from KeyframesPipeline .*, not InterpolationPipeline; load it"
+    ):
+        InterpolationPipeline.from_pretrained(tmp_path)
+
+    class MyKeyframes(KeyframesPipeline):
+        pass
+
+    with pytest.raises(ValueError, match=r"KeyframesPipeline.from_pretrained, then `MyKeyframes.from_pipe\("):
+        MyKeyframes.from_pretrained(tmp_path)
+
+
+def test_a_path_that_is_neither_a_folder_nor_a_repo_id_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="is neither a folder nor a Hub repo id"):
+        KeyframesPipeline.from_pretrained(tmp_path / "missing" / "model")
