@@ -42,10 +42,11 @@ def select_stages(cascade, stages: list[str] | None):
     return cascade
 
 
-def stage_settings(cascade, steps: int, frames: int, guidance: float | None) -> dict[str, dict]:
+def stage_settings(cascade, steps: int | None, frames: int, guidance: float | None) -> dict[str, dict]:
     """``stage_kwargs`` for ``cascade``: ``steps`` denoising steps for every stage, ``frames`` keyframes,
-    and ``guidance`` as every stage's guidance scale (``None``: each stage's default)."""
-    settings = {name: {"num_inference_steps": steps} for name in cascade.stages}
+    and ``guidance`` as every stage's guidance scale (``None``: each stage's default: the cascade's
+    ``stage_defaults``, else the stage's own)."""
+    settings = {name: {} if steps is None else {"num_inference_steps": steps} for name in cascade.stages}
     if "keyframes" in settings:
         settings["keyframes"]["num_frames"] = frames
     if guidance is not None:

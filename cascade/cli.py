@@ -62,7 +62,12 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         help=f"run only these stages of the model, in cascade order; from {', '.join(STAGES)} (default: all)",
     )
     generate.add_argument("--frames", type=int, default=8, help="number of keyframes (default 8)")
-    generate.add_argument("--steps", type=int, default=25, help="denoising steps of every stage (default 25)")
+    generate.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps of every stage (default: the model's own settings, else 25)",
+    )
     generate.add_argument(
         "--guidance",
         type=float,
@@ -139,7 +144,8 @@ def _load_cascade(model: Path):
 
 
 def generate(args: argparse.Namespace) -> None:
-    check_generation_flags(args.stages, args.seed, frames=args.frames, steps=args.steps, fps=args.fps)
+    steps = {} if args.steps is None else {"steps": args.steps}
+    check_generation_flags(args.stages, args.seed, frames=args.frames, fps=args.fps, **steps)
     _check_output(args.output)
     cascade = select_stages(_load_cascade(args.model), args.stages)
     for name, stage in cascade.stages.items():

@@ -73,13 +73,16 @@ class CascadePipeline:
     """Chains stage pipelines, in the order keyframes, interpolation, spatiotemporal SR, spatial SR.
 
     Args:
+        stage_defaults: per-stage settings used when a call does not set them, in the layout of
+            ``stage_kwargs`` (e.g. the sampling settings a trained cascade was tuned with); saved with the
+            cascade. A call's ``stage_kwargs`` override them key by key.
         **stages: stage name (``keyframes``, ``interpolation``, ``spatiotemporal_sr``, ``spatial_sr``) to
             its pipeline; any subset, in that order. Without a keyframes stage, ``__call__`` needs a ``video``.
 
     Stage compatibility (frame channels and sizes, scale factors) is checked here, before any model runs.
     """
 
-    def __init__(self, **stages):
+    def __init__(self, stage_defaults: dict[str, dict] | None = None, **stages):
         if not stages:
             raise ValueError(f"Give at least one stage, as keyword arguments named from {STAGE_ORDER}.")
         unknown = [name for name in stages if name not in STAGE_CLASSES]
@@ -93,6 +96,7 @@ class CascadePipeline:
                 )
         self.stages = {name: stages[name] for name in order}
         self._check_compatibility()
+        self.stage_defaults = self._check_stage_kwargs("stage_defaults", dict(stage_defaults or {}))
 
     def _check_compatibility(self) -> None:
         if "keyframes" in self.stages and next(iter(self.stages)) != "keyframes":
@@ -110,6 +114,45 @@ class CascadePipeline:
                     f"encoder gives {stage.text_encoder.config.hidden_size}-d embeddings."
                 )
             size, previous = _frame_size_after(name, stage, size), name
+
+    def _check_stage_kwargs(self, argument: str, stage_kwargs: dict) -> dict:
+        """Checks per-stage settings (``stage_kwargs`` or ``stage_defaults``): known stages, dicts of arguments
+        the stage's ``__call__`` takes, none the cascade sets itself, int seeds. Returns them."""
+        unknown = [name for name in stage_kwargs if name not in self.stages]
+        if unknown:
+            raise ValueError(
+                f"`{argument}` names stage(s) {unknown} not in this cascade {list(self.stages)}."
+            )
+        reserved = {
+            "prompt",
+            "negative_prompt",
+            "video",
+            "prompt_embeds",
+            "negative_prompt_embeds",
+            "output_type",
+            "generator",
+            "return_dict",
+            "num_videos_per_prompt",
+        }
+        for name, settings in stage_kwargs.items():
+            if not isinstance(settings, dict):
+                raise ValueError(f"`{argument}[{name!r}]` must be a dict, got {settings!r}.")
+            if reserved & set(settings):
+                raise ValueError(
+                    f"`{argument}[{name!r}]` sets {sorted(reserved & set(settings))}, which the cascade "
+                    "sets itself; use `seed` instead of `generator`."
+                )
+            accepted = set(inspect.signature(self.stages[name].__call__).parameters) | {"seed"}
+            unknown_settings = sorted(set(settings) - accepted)
+            if unknown_settings:
+                raise ValueError(
+                    f"`{argument}[{name!r}]` has {unknown_settings}, which {type(self.stages[name]).__name__} "
+                    f"does not take; allowed: {sorted(accepted - reserved)}."
+                )
+            stage_seed = settings.get("seed")
+            if stage_seed is not None and (isinstance(stage_seed, bool) or not isinstance(stage_seed, int)):
+                raise ValueError(f"`{argument}[{name!r}]['seed']` must be an int, got {stage_seed!r}.")
+        return stage_kwargs
 
     @property
     def text_encoders(self) -> list:
@@ -151,6 +194,8 @@ class CascadePipeline:
             for name, stage in self.stages.items():
                 stage.save_pretrained(partial / name)
             index = {"_class_name": type(self).__name__, "stages": list(self.stages)}
+            if self.stage_defaults:
+                index["stage_defaults"] = self.stage_defaults
             (partial / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
             if target.exists():  # a cascade saved before: replaced only once the new one is complete
                 os.replace(target, previous)
@@ -171,7 +216,8 @@ class CascadePipeline:
         index_path = folder / INDEX_FILE
         if not index_path.is_file():
             raise ValueError(f"`pretrained_path` {str(folder)!r} has no {INDEX_FILE}; is it a saved cascade?")
-        names = json.loads(index_path.read_text()).get("stages")
+        index = json.loads(index_path.read_text())
+        names = index.get("stages")
         if not isinstance(names, list) or not names:
             raise ValueError(
                 f'{str(index_path)!r} must list the cascade\'s stages under "stages", got {names!r}.'
@@ -187,7 +233,7 @@ class CascadePipeline:
             stage = STAGE_CLASSES[name].from_pretrained(folder / name, **components, **kwargs)
             shared.setdefault(key, (stage.tokenizer, stage.text_encoder))
             stages[name] = stage
-        return cls(**stages)
+        return cls(stage_defaults=index.get("stage_defaults"), **stages)
 
     @torch.no_grad()
     def __call__(
@@ -213,41 +259,10 @@ class CascadePipeline:
             output_type: ``np``, ``pt`` or ``pil`` for the final frames.
             return_stage_outputs: also return each stage's frames.
         """
-        stage_kwargs = dict(stage_kwargs or {})
-        unknown = [name for name in stage_kwargs if name not in self.stages]
-        if unknown:
-            raise ValueError(
-                f"`stage_kwargs` names stage(s) {unknown} not in this cascade {list(self.stages)}."
-            )
-        reserved = {
-            "prompt",
-            "negative_prompt",
-            "video",
-            "prompt_embeds",
-            "negative_prompt_embeds",
-            "output_type",
-            "generator",
-            "return_dict",
-            "num_videos_per_prompt",
+        stage_kwargs = self._check_stage_kwargs("stage_kwargs", dict(stage_kwargs or {}))
+        stage_kwargs = {
+            name: {**self.stage_defaults.get(name, {}), **stage_kwargs.get(name, {})} for name in self.stages
         }
-        for name, settings in stage_kwargs.items():
-            if not isinstance(settings, dict):
-                raise ValueError(f"`stage_kwargs[{name!r}]` must be a dict, got {settings!r}.")
-            if reserved & set(settings):
-                raise ValueError(
-                    f"`stage_kwargs[{name!r}]` sets {sorted(reserved & set(settings))}, which the cascade "
-                    "sets itself; use `seed` instead of `generator`."
-                )
-            accepted = set(inspect.signature(self.stages[name].__call__).parameters) | {"seed"}
-            unknown_settings = sorted(set(settings) - accepted)
-            if unknown_settings:
-                raise ValueError(
-                    f"`stage_kwargs[{name!r}]` has {unknown_settings}, which {type(self.stages[name]).__name__} "
-                    f"does not take; allowed: {sorted(accepted - reserved)}."
-                )
-            stage_seed = settings.get("seed")
-            if stage_seed is not None and (isinstance(stage_seed, bool) or not isinstance(stage_seed, int)):
-                raise ValueError(f"`stage_kwargs[{name!r}]['seed']` must be an int, got {stage_seed!r}.")
         if output_type == "latent":
             raise ValueError("`output_type` must be one of ['np', 'pt', 'pil'] for a cascade, got 'latent'.")
         check_output_type(output_type)

@@ -205,3 +205,20 @@ def test_bad_cascade_arguments_are_rejected_before_any_model_runs(stages, kwargs
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def test_stage_defaults_apply_round_trip_and_give_way_to_a_calls_settings(stages, tmp_path):
+    names = ["keyframes", "interpolation"]
+    defaults = {"keyframes": {**FAST, "num_frames": 3}, "interpolation": {**FAST, "interpolation_factor": 2}}
+    cascade = CascadePipeline(stage_defaults=defaults, **{name: stages[name] for name in names})
+    cascade.set_progress_bar_config(disable=True)
+    assert cascade("a red circle", seed=0).frames.shape == (1, 5, 8, 8, 3)  # 3 keyframes, x2
+    override = {"keyframes": {"num_frames": 2}}
+    assert cascade("a red circle", stage_kwargs=override, seed=0).frames.shape == (1, 3, 8, 8, 3)
+    cascade.save_pretrained(tmp_path / "saved")
+    loaded = CascadePipeline.from_pretrained(tmp_path / "saved")
+    assert loaded.stage_defaults == defaults
+    with pytest.raises(ValueError, match="`stage_defaults\\['keyframes'\\]` has \\['steps'\\]"):
+        CascadePipeline(stage_defaults={"keyframes": {"steps": 3}}, keyframes=stages["keyframes"])
+    with pytest.raises(ValueError, match="`stage_defaults` names stage\\(s\\) \\['spatial_sr'\\]"):
+        CascadePipeline(stage_defaults={"spatial_sr": {}}, keyframes=stages["keyframes"])

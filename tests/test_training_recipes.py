@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,10 +221,9 @@ def test_stop_after_then_resume_reaches_the_end_and_exports_once(recipes, tmp_pa
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="needs the accelerate command")
 def test_two_processes_train_a_stage_under_accelerate_launch(recipes, tmp_path):
     folder, paths = recipes
-    # `--cpu` alone starts a single process in accelerate 1.15; `--multi_gpu` starts 2 through torchrun,
-    # which run on the CPU (gloo) when no GPU is visible.
-    launch = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
-    launch += ["--dynamo_backend", "no"]
+    # The config the repository ships for this (see its comments): MULTI_GPU with no GPU visible.
+    config = Path(__file__).resolve().parent.parent / "configs" / "accelerate" / "cpu_2proc.yaml"
+    launch = ["--config_file", str(config)]
     output = tmp_path / "t2i"
     command = [shutil.which("accelerate"), "launch", *launch, "-m", "cascade.cli", "train", paths[0]]
     command += ["--output-dir", str(output)]
@@ -234,3 +234,42 @@ def test_two_processes_train_a_stage_under_accelerate_launch(recipes, tmp_path):
     assert state["num_processes"] == 2 and state["micro_batches"] == 2
     assert result.stdout.count("wrote ") == 1  # exported once, by the main process
     assert (output / "model" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", ["ddp_1node_8gpu", "ddp_2nodes_8gpu", "fsdp_1node_8gpu", "cpu_2proc"])
+def test_shipped_accelerate_configs_parse(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(
+        str(Path(__file__).resolve().parent.parent / "configs" / "accelerate" / f"{name}.yaml")
+    )
+    expected = {"ddp_1node_8gpu": 8, "ddp_2nodes_8gpu": 16, "fsdp_1node_8gpu": 8, "cpu_2proc": 2}[name]
+    assert config.num_processes == expected
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_demo_recipes_are_valid_and_chain_into_each_other():
+    recipes = {
+        path.stem: load_recipe(path)
+        for path in sorted((REPO / "configs" / "demo").glob("*.yaml"))
+        if path.stem != "sampling"
+    }
+    assert [recipe.stage for recipe in recipes.values()] == [
+        "text_to_image",
+        "keyframes",
+        "interpolation",
+        "spatial_sr",
+        "spatiotemporal_sr",
+        "spatial_sr",
+    ]
+    exported = set()
+    for recipe in recipes.values():
+        base = recipe.model.get("base") or recipe.model.get("text_encoder_from")
+        assert base is None or base in exported  # each recipe starts from one trained before it
+        exported.add(str(recipe.model_dir))
+    assert (
+        "text_encoder" in recipes["1_text_to_image"].model
+        and recipes["1_text_to_image"].training["train_text_encoder"]
+    )

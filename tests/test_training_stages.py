@@ -250,3 +250,32 @@ def test_word_tokenizer_gives_one_token_per_known_word_and_round_trips(tmp_path)
         word_tokenizer(["Red"])
     with pytest.raises(ValueError, match="`hidden_size`=10 must be a multiple"):
         small_text_encoder(tokenizer, hidden_size=10, num_attention_heads=4)
+
+
+def test_gradient_checkpointing_reaches_the_same_weights(tmp_path):
+    plain = trainer_for(tmp_path / "plain", "keyframes", frames=3)
+    plain.train()
+    checkpointed = trainer_for(tmp_path / "checkpointed", "keyframes", frames=3, gradient_checkpointing=True)
+    assert checkpointed.accelerator.unwrap_model(checkpointed.unet).is_gradient_checkpointing
+    checkpointed.train()
+    expected = unet_weights(plain)
+    for name, value in unet_weights(checkpointed).items():
+        torch.testing.assert_close(value, expected[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state; a run with another precision needs it reset, before and after."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_mixed_precision_trains_with_finite_losses(tmp_path, fresh_accelerator_state):
+    trainer = trainer_for(tmp_path, "interpolation", frames=5, interpolation_factor=2, mixed_precision="bf16")
+    assert trainer.accelerator.mixed_precision == "bf16"
+    assert trainer.train() == 2
+    losses = [float(line.split(",")[1]) for line in trainer.loss_log.read_text().splitlines()[1:]]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)

@@ -24,9 +24,12 @@ def run_train(args: argparse.Namespace) -> None:
             print(f"wrote {exported}")
 
 
-def assemble(output: Path, stage_folders: dict[str, Path]) -> Path:
+def assemble(
+    output: Path, stage_folders: dict[str, Path], stage_defaults: dict[str, dict] | None = None
+) -> Path:
     """Loads each stage pipeline saved in ``stage_folders`` (stage name -> folder, in any order; safetensors
-    only) and writes them to ``output`` as one cascade (``CascadePipeline.save_pretrained``, which is atomic)."""
+    only) and writes them to ``output`` as one cascade (``CascadePipeline.save_pretrained``, which is atomic),
+    with ``stage_defaults``: the sampling settings the cascade uses unless a call sets them."""
     from cascade.pipelines import CascadePipeline
     from cascade.pipelines.cascade import STAGE_CLASSES
 
@@ -47,13 +50,24 @@ def assemble(output: Path, stage_folders: dict[str, Path]) -> Path:
         for name in STAGES
         if name in stage_folders
     }
-    CascadePipeline(**stages).save_pretrained(output)
+    CascadePipeline(stage_defaults=stage_defaults, **stages).save_pretrained(output)
     return Path(output)
 
 
 def run_assemble(args: argparse.Namespace) -> None:
     folders = {name: getattr(args, name) for name in STAGES if getattr(args, name) is not None}
-    print(f"wrote {assemble(args.output, folders)}")
+    defaults = None
+    if args.stage_defaults is not None:
+        import yaml
+
+        if not args.stage_defaults.is_file():
+            raise ValueError(f"--stage-defaults {str(args.stage_defaults)!r} is not a file")
+        defaults = yaml.safe_load(args.stage_defaults.read_text())
+        if not isinstance(defaults, dict):
+            raise ValueError(
+                f"--stage-defaults {str(args.stage_defaults)!r} must hold a mapping of stage to settings"
+            )
+    print(f"wrote {assemble(args.output, folders, defaults)}")
 
 
 def add_train_parsers(commands) -> None:

@@ -1,0 +1,93 @@
+"""The notebooks in notebooks/ run top to bottom in a Jupyter kernel of this interpreter, with tiny settings
+injected after their "parameters" cell (as papermill does), in a temporary working folder; no GPU, no network."""
+
+import csv
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+TINY_UNET = dict(
+    block_out_channels=[16, 32],
+    layers_per_block=1,
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
+    attention_head_dim=8,
+    norm_num_groups=8,
+)
+TINY_TEXT_ENCODER = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+
+
+def run_notebook(name: str, parameters: dict, folder: Path) -> str:
+    """Runs ``notebooks/name`` in ``folder`` with ``parameters`` set after its parameters cell; returns the text
+    of its outputs. A cell that raises fails the test (nbclient's ``CellExecutionError`` names the cell)."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"
+    assert not any(cell.get("outputs") for cell in notebook.cells), f"{name} is saved with outputs"
+    source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
+    injected = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    notebook.cells.insert(tagged[0] + 1, injected)
+    client = nbclient.NotebookClient(
+        notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(folder)}}
+    )
+    client.execute()
+    texts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            texts.append(output.get("text", "") + output.get("data", {}).get("text/plain", ""))
+            texts.extend(kind for kind in output.get("data", {}) if kind.startswith("image/"))
+    return "\n".join(texts)
+
+
+@pytest.fixture(autouse=True)
+def no_gpu_no_network(monkeypatch):
+    """The kernel inherits this environment: the GPU cells take their CPU branch and nothing is downloaded."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_quickstart_generates_a_gif_with_a_tiny_cascade(tmp_path):
+    from cascade import CascadePipeline
+    from cascade.tiny_models import tiny_cascade_stages
+
+    CascadePipeline(**tiny_cascade_stages()).save_pretrained(tmp_path / "tiny")
+    parameters = {"MODEL_DIR": str(tmp_path / "tiny"), "NUM_FRAMES": 3, "STEPS": 2, "OUTPUT_GIF": "video.gif"}
+    outputs = run_notebook("quickstart.ipynb", parameters, tmp_path)
+
+    with Image.open(tmp_path / "video.gif") as gif:  # 3 keyframes -> 9 frames, 8x8 -> 32x32 -> 128x128
+        assert (gif.n_frames, gif.size) == (9, (128, 128))
+    assert "image/gif" in outputs and "image/png" in outputs  # the GIF and the stage strips were shown
+    assert outputs.count("No CUDA GPU here: skipped") == 2
+
+
+def test_train_your_own_trains_exports_samples_and_scores(tmp_path):
+    parameters = {
+        "WORK_DIR": "work",
+        "SIZE": 8,
+        "NUM_FRAMES": 3,
+        "PRETRAIN_STEPS": 2,
+        "KEYFRAMES_STEPS": 2,
+        "BATCH_SIZE": 2,
+        "UNET": TINY_UNET,
+        "TEXT_ENCODER": TINY_TEXT_ENCODER,
+        "NUM_SAMPLES": 2,
+        "SAMPLE_STEPS": 2,
+    }
+    outputs = run_notebook("train_your_own.ipynb", parameters, tmp_path)
+
+    runs = tmp_path / "work" / "runs"
+    assert {"unet", "text_encoder", "tokenizer"} <= {path.name for path in (runs / "text_to_image/model").iterdir()}
+    assert (runs / "keyframes" / "model" / "model_index.json").is_file()
+    for run in ("text_to_image", "keyframes"):
+        with open(runs / run / "loss.csv", newline="") as file:
+            assert [row["step"] for row in csv.DictReader(file)] == ["1", "2"]
+    with Image.open(tmp_path / "work" / "samples.gif") as gif:  # 2 samples side by side, 4x enlarged
+        assert (gif.n_frames, gif.size) == (3, (2 * 8 * 4, 8 * 4))
+    for attribute in ("color", "shape", "direction"):
+        assert f"{attribute:9s} accuracy: model" in outputs
