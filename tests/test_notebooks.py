@@ -7,19 +7,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cascade import CascadePipeline
+from cascade.tiny_models import UNET_CONFIGS, tiny_cascade_stages
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-TINY_UNET = dict(
-    block_out_channels=[16, 32],
-    layers_per_block=1,
-    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
-    up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
-    attention_head_dim=8,
-    norm_num_groups=8,
-)
+# The tiny SD 1.5-like UNet of the other tests, one layer a block (the notebook sets sizes and text width).
+TINY_UNET = {**UNET_CONFIGS["sd15"], "layers_per_block": 1, "norm_num_groups": 16}
 TINY_TEXT_ENCODER = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
 
 
@@ -53,9 +50,6 @@ def no_gpu_no_network(monkeypatch):
 
 
 def test_quickstart_generates_a_gif_with_a_tiny_cascade(tmp_path):
-    from cascade import CascadePipeline
-    from cascade.tiny_models import tiny_cascade_stages
-
     CascadePipeline(**tiny_cascade_stages()).save_pretrained(tmp_path / "tiny")
     parameters = {"MODEL_DIR": str(tmp_path / "tiny"), "NUM_FRAMES": 3, "STEPS": 2, "OUTPUT_GIF": "video.gif"}
     outputs = run_notebook("quickstart.ipynb", parameters, tmp_path)
@@ -82,7 +76,9 @@ def test_train_your_own_trains_exports_samples_and_scores(tmp_path):
     outputs = run_notebook("train_your_own.ipynb", parameters, tmp_path)
 
     runs = tmp_path / "work" / "runs"
-    assert {"unet", "text_encoder", "tokenizer"} <= {path.name for path in (runs / "text_to_image/model").iterdir()}
+    assert {"unet", "text_encoder", "tokenizer"} <= {
+        path.name for path in (runs / "text_to_image/model").iterdir()
+    }
     assert (runs / "keyframes" / "model" / "model_index.json").is_file()
     for run in ("text_to_image", "keyframes"):
         with open(runs / run / "loss.csv", newline="") as file:
