@@ -235,6 +235,8 @@ def test_bad_stage_settings_are_refused_naming_the_field(tmp_path, field, value)
 
 def test_word_tokenizer_gives_one_token_per_known_word_and_round_trips(tmp_path):
     tokenizer = word_tokenizer(list(VOCABULARY), max_length=8)
+    for word in VOCABULARY:  # every word one token, whatever merges other words brought in ("re" of "red")
+        assert tokenizer.tokenize(word) == [word + "</w>"]
     caption = "a magenta triangle moving down"
     assert tokenizer.tokenize(caption) == [word + "</w>" for word in caption.split()]
     ids = tokenizer(caption, padding="max_length").input_ids

@@ -30,21 +30,38 @@ def word_tokenizer(words: list[str], max_length: int = 8) -> CLIPTokenizer:
         raise ValueError(f"`max_length` must be an int >= 3, got {max_length!r}.")
     characters = list(string.ascii_lowercase + string.digits)
     tokens = characters + [c + "</w>" for c in characters]
-    merges = []
+    merges: list[tuple[str, str]] = []
     for word in dict.fromkeys(words):
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(pieces) > 1:  # merge left to right: w o r d</w> -> wo r d</w> -> wor d</w> -> word</w>
-            merges.append(f"{pieces[0]} {pieces[1]}")
-            pieces = [pieces[0] + pieces[1]] + pieces[2:]
-            tokens.append(pieces[0])  # the BPE model needs every merge's result in the vocabulary
+        # Merges apply by rank, so an earlier word's merges can split this one differently than its own
+        # would ("re" from "red" inside "green"): follow BPE with the merges so far and add, at the lowest
+        # rank, a merge of the first two pieces until the word is one token. Earlier words are single
+        # tokens already, so new merges cannot change them.
+        pieces = _apply_merges(list(word[:-1]) + [word[-1] + "</w>"], merges)
+        while len(pieces) > 1:
+            merges.append((pieces[0], pieces[1]))
+            tokens.append(pieces[0] + pieces[1])  # the BPE model needs every merge's result in the vocabulary
+            pieces = _apply_merges(pieces, merges)
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     for special in SPECIAL_TOKENS:
         vocab[special] = len(vocab)
     with tempfile.TemporaryDirectory() as folder:
         vocab_file, merges_file = Path(folder, "vocab.json"), Path(folder, "merges.txt")
         vocab_file.write_text(json.dumps(vocab))
-        merges_file.write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+        merges_file.write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
         return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=max_length)
+
+
+def _apply_merges(pieces: list[str], merges: list[tuple[str, str]]) -> list[str]:
+    """Byte-pair encoding of one word's ``pieces``: repeatedly joins the adjacent pair whose merge ranks
+    first, as the tokenizer does."""
+    ranks = {pair: rank for rank, pair in enumerate(merges)}
+    while len(pieces) > 1:
+        pairs = [(ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(pieces, pieces[1:]))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        pieces = pieces[:i] + [pieces[i] + pieces[i + 1]] + pieces[i + 2 :]
+    return pieces
 
 
 def small_text_encoder(
