@@ -94,3 +94,8 @@ def add_train_parsers(commands) -> None:
         built.add_argument(
             f"--{name.replace('_', '-')}", dest=name, type=Path, help=f"the {name} stage folder"
         )
+    built.add_argument(
+        "--stage-defaults",
+        type=Path,
+        help="YAML of per-stage sampling settings saved with the cascade (stage_kwargs layout)",
+    )

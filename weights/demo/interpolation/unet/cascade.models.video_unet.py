@@ -1,0 +1,1 @@
+from cascade.models.video_unet import VideoUNet
