@@ -56,7 +56,9 @@ def _apply_merges(pieces: list[str], merges: list[tuple[str, str]]) -> list[str]
     first, as the tokenizer does."""
     ranks = {pair: rank for rank, pair in enumerate(merges)}
     while len(pieces) > 1:
-        pairs = [(ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(pieces, pieces[1:]))]
+        pairs = [
+            (ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(pieces, pieces[1:], strict=False))
+        ]
         rank, i = min(pairs)
         if rank == len(ranks):
             break
