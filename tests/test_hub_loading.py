@@ -175,7 +175,10 @@ np.save(sys.argv[1], out)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["cascade.pipelines.keyframes", "KeyframesPipeline"]
-    assert np.array_equal(np.load(tmp_path / "frames.npy"), frames(stages["keyframes"], "keyframes"))
+    # Another process may run with another thread count: float sums in another order, equal to ~1e-7.
+    np.testing.assert_allclose(
+        np.load(tmp_path / "frames.npy"), frames(stages["keyframes"], "keyframes"), atol=1e-5, rtol=0
+    )
 
 
 @pytest.mark.parametrize("loader", [KeyframesPipeline, CascadePipeline], ids=lambda c: c.__name__)

@@ -83,7 +83,14 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
     stopped = make_trainer(tmp_path / "stopped", **settings)
     assert stopped.train(stop_after=3) == 3
     state = json.loads((latest_checkpoint(tmp_path / "stopped") / "training_state.json").read_text())
-    assert state == {"step": 3, "micro_batches": 6, "epoch": 2, "batch_in_epoch": 0, "seed": 0}
+    assert state == {
+        "step": 3,
+        "micro_batches": 6,
+        "epoch": 2,
+        "batch_in_epoch": 0,
+        "seed": 0,
+        "num_processes": 1,
+    }
     resumed = make_trainer(tmp_path / "stopped", **settings)
     calls = []
     loss = resumed.loss
