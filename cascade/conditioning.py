@@ -10,6 +10,7 @@
 """
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -65,3 +66,13 @@ def noise_augment(
         )
     noise = randn_tensor(video.shape, generator=generator, device=video.device, dtype=video.dtype)
     return scheduler.add_noise(video, noise, noise_level.to(video.device).long())
+
+
+def resize_frames(video: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resizes every frame of ``video`` ``(B, C, F, H, W)`` to ``size`` ``(h, w)`` with ``F.interpolate``'s
+    ``mode`` (``align_corners=False`` where the mode takes it); returns ``(B, C, F, h, w)``."""
+    batch, channels, frames, height, width = video.shape
+    flat = video.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)  # (B*F, C, H, W)
+    corners = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    flat = F.interpolate(flat, size=tuple(size), mode=mode, **corners)  # (B*F, C, h, w)
+    return flat.reshape(batch, frames, channels, *flat.shape[-2:]).permute(0, 2, 1, 3, 4)

@@ -13,12 +13,11 @@ arXiv:2209.14792, sec. 3.4).
 import math
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, SchedulerMixin, UNet2DConditionModel
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from cascade.conditioning import noise_augment
+from cascade.conditioning import noise_augment, resize_frames
 from cascade.models import VideoUNet
 
 from .stage_base import VideoStagePipeline
@@ -171,11 +170,9 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
         ``(B * n, 3, F, h, w)`` and ``(B * n,)`` integers.
         """
         low_res = low_res.to(device=device, dtype=dtype).repeat_interleave(num_videos_per_prompt, dim=0)
-        batch, channels, frames, height, width = low_res.shape
+        batch, _, frames, height, width = low_res.shape
         grid = self.latents_shape(batch, frames, height, width)[-2:]
         if (height, width) != grid:
-            flat = low_res.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)
-            flat = F.interpolate(flat, size=grid, mode="bilinear", align_corners=False)  # (B*F, 3, h, w)
-            low_res = flat.reshape(batch, frames, channels, *grid).permute(0, 2, 1, 3, 4)  # (B, 3, F, h, w)
+            low_res = resize_frames(low_res, grid, "bilinear")  # (B, 3, F, h, w)
         noise_levels = torch.full((batch,), noise_level, dtype=torch.long, device=device)
         return noise_augment(low_res, noise_levels, self.low_res_scheduler, generator), noise_levels

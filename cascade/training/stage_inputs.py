@@ -17,10 +17,9 @@ Random draws come from torch's global generator, which checkpoints save and rest
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler
 
-from cascade.conditioning import masked_frame_conditioning, noise_augment
+from cascade.conditioning import masked_frame_conditioning, noise_augment, resize_frames
 from cascade.pipelines.stage_utils import encode_video
 
 from .config import SUPER_RESOLUTION_STAGES, TrainingConfig
@@ -81,14 +80,12 @@ def super_resolution_conditioning(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise-augmented low-resolution frames on the sample's ``grid`` ``(B, 3, F, h, w)`` and their noise
     levels ``(B,)`` for high-resolution ``videos`` ``(B, 3, F, H, W)``."""
-    batch, channels, frames, height, width = videos.shape
+    batch, height, width = videos.shape[0], *videos.shape[-2:]
     factor = config.upscale_factor
     if height % factor or width % factor:
         raise ValueError(f"frames of {height}x{width} do not downsample by upscale_factor={factor}.")
-    flat = videos.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)  # (B*F, 3, H, W)
-    low = F.interpolate(flat, size=(height // factor, width // factor), mode="area")  # (B*F, 3, H/s, W/s)
+    low = resize_frames(videos, (height // factor, width // factor), "area")  # (B, 3, F, H/s, W/s)
     if tuple(low.shape[-2:]) != tuple(grid):
-        low = F.interpolate(low, size=tuple(grid), mode="bilinear", align_corners=False)  # (B*F, 3, h, w)
-    low = low.reshape(batch, frames, channels, *low.shape[-2:]).permute(0, 2, 1, 3, 4)  # (B, 3, F, h, w)
+        low = resize_frames(low, grid, "bilinear")  # (B, 3, F, h, w)
     levels = torch.randint(0, config.max_noise_level + 1, (batch,)).to(videos.device)  # (B,)
     return noise_augment(low, levels, low_res_scheduler), levels
