@@ -15,7 +15,8 @@ import yaml
 from cascade import CascadePipeline
 from cascade.cli import main
 from cascade.models import VideoUNet
-from cascade.training import load_recipe, run_recipe
+from cascade.training import load_recipe, run_recipe, word_tokenizer
+from cascade.training.recipe import build_text_model
 
 TINY_UNET = dict(
     sample_size=8,
@@ -190,6 +191,32 @@ def test_assembled_cascade_loads_and_generates(trained, tmp_path):
     assert main(argv) == 2  # the folder exists now
 
 
+def test_a_recipe_tokenizer_moves_the_base_encoder_to_a_new_vocabulary(trained, tmp_path):
+    words = ["moving", "circle", "red", "left", "a"]  # same words, other order: other ids
+    recipe = {
+        "stage": "keyframes",
+        "output_dir": str(tmp_path / "runs"),
+        "data": shapes(3, 8),
+        "model": {
+            "base": str(trained / "runs/t2i/model"),
+            "tokenizer": {"vocabulary": words, "max_length": 8},
+        },
+    }
+    text_encoder, tokenizer = build_text_model(load_recipe(write(tmp_path, "retokenized", recipe)))
+    assert tokenizer.get_vocab() == word_tokenizer(words, 8).get_vocab()
+    assert text_encoder.config.vocab_size == len(tokenizer)
+    base_encoder, base_tokenizer = build_text_model(
+        load_recipe(write(tmp_path, "base", {**recipe, "model": {"base": recipe["model"]["base"]}}))
+    )
+    caption = ["a red circle moving left"]
+    with torch.no_grad():
+        expected = base_encoder(base_tokenizer(caption, padding="max_length", return_tensors="pt").input_ids)[
+            0
+        ]
+        actual = text_encoder(tokenizer(caption, padding="max_length", return_tensors="pt").input_ids)[0]
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
 def test_bad_recipes_are_refused_naming_the_key(tmp_path, capsys):
     good = {"stage": "keyframes", "output_dir": "runs", "data": shapes(3, 8), "model": {"base": "x"}}
     cases = [
@@ -200,6 +227,14 @@ def test_bad_recipes_are_refused_naming_the_key(tmp_path, capsys):
         ({**good, "training": {"max_stepz": 3}}, "unknown `training` key\\(s\\) \\['max_stepz'\\]"),
         ({**good, "training": {"max_steps": 0}}, "`max_steps` must be an int >= 1"),
         ({**good, "data": {"kind": "webvid"}}, "`data.kind` must be one of"),
+        (
+            {**good, "model": {"base": "x", "tokenizer": {"words": []}}},
+            "unknown key\\(s\\) \\['words'\\] in model.tokenizer",
+        ),
+        (
+            {**good, "model": {"unet": {}, "text_encoder": {}, "tokenizer": {}}},
+            "`model.tokenizer` replaces a loaded encoder's",
+        ),
         ({key: value for key, value in good.items() if key != "data"}, "missing \\['data'\\]"),
     ]
     for recipe, message in cases:
@@ -259,6 +294,7 @@ def test_the_demo_recipes_are_valid_and_chain_into_each_other():
     assert [recipe.stage for recipe in recipes.values()] == [
         "text_to_image",
         "keyframes",
+        "keyframes",
         "interpolation",
         "spatial_sr",
         "spatiotemporal_sr",
@@ -273,3 +309,7 @@ def test_the_demo_recipes_are_valid_and_chain_into_each_other():
         "text_encoder" in recipes["1_text_to_image"].model
         and recipes["1_text_to_image"].training["train_text_encoder"]
     )
+    script = (REPO / "configs" / "demo" / "reproduce.sh").read_text()
+    trained = [line.strip(" \\") for line in script.splitlines() if line.strip().startswith("configs/demo/")]
+    assert trained == [f"configs/demo/{name}.yaml" for name in recipes]  # every recipe, in order
+    assert f"--keyframes {recipes['2b_keyframes_direction'].model_dir}" in script  # the last keyframes run

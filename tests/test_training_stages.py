@@ -12,7 +12,13 @@ from torch.utils.data import Dataset
 from cascade.data import VOCABULARY, ShapesDataset
 from cascade.models import inflate
 from cascade.tiny_models import tiny_text_encoder, tiny_tokenizer, tiny_unet2d, tiny_vae
-from cascade.training import StageTrainer, TrainingConfig, small_text_encoder, word_tokenizer
+from cascade.training import (
+    StageTrainer,
+    TrainingConfig,
+    retokenize_text_encoder,
+    small_text_encoder,
+    word_tokenizer,
+)
 from cascade.training.stage_inputs import interpolation_conditioning, stage_inputs
 
 
@@ -252,6 +258,38 @@ def test_word_tokenizer_gives_one_token_per_known_word_and_round_trips(tmp_path)
         word_tokenizer(["Red"])
     with pytest.raises(ValueError, match="`hidden_size`=10 must be a multiple"):
         small_text_encoder(tokenizer, hidden_size=10, num_attention_heads=4)
+
+
+def test_retokenized_encoder_encodes_shared_words_exactly_and_splits_words_into_their_pieces_mean():
+    old_words = [word for word in VOCABULARY if word != "green"]  # "green" is letters to the old tokenizer
+    old = word_tokenizer(old_words, max_length=8)
+    new = word_tokenizer(list(VOCABULARY), max_length=8)
+    encoder = small_text_encoder(old, hidden_size=16, num_hidden_layers=1, num_attention_heads=2).eval()
+    old_table = encoder.get_input_embeddings().weight.detach().clone()  # (V_old, D)
+    captions = ["a red circle moving left", "an yellow square moving down"]
+    with torch.no_grad():
+        before = encoder(old(captions, padding="max_length", return_tensors="pt").input_ids)
+        retokenize_text_encoder(encoder, old, new)
+        after = encoder(new(captions, padding="max_length", return_tensors="pt").input_ids)
+    assert old.get_vocab()["circle</w>"] != new.get_vocab()["circle</w>"]  # the ids moved
+    torch.testing.assert_close(after.last_hidden_state, before.last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(after.pooler_output, before.pooler_output, rtol=0, atol=0)
+    pieces = old("green", add_special_tokens=False).input_ids
+    assert len(pieces) > 1
+    green = encoder.get_input_embeddings().weight[new.get_vocab()["green</w>"]]
+    torch.testing.assert_close(green, old_table[pieces].mean(dim=0))
+    vocab = new.get_vocab()
+    assert encoder.config.vocab_size == len(vocab)
+    assert (encoder.config.bos_token_id, encoder.config.eos_token_id) == (
+        vocab["<|startoftext|>"],
+        vocab["<|endoftext|>"],
+    )
+    with pytest.raises(ValueError, match="`old_tokenizer` has .* tokens but `text_encoder` embeds"):
+        retokenize_text_encoder(encoder, old, new)  # the encoder now has the new vocabulary
+    with pytest.raises(ValueError, match="`new_tokenizer.model_max_length`=6 must equal"):
+        retokenize_text_encoder(encoder, new, word_tokenizer(list(VOCABULARY), max_length=6))
+    with pytest.raises(ValueError, match="`new_tokenizer` must be a CLIPTokenizer"):
+        retokenize_text_encoder(encoder, new, "shapes")
 
 
 def test_gradient_checkpointing_reaches_the_same_weights(tmp_path):

@@ -18,6 +18,7 @@ _MODULE_OF = {
     "run_recipe": "cascade.training.recipe",
     "word_tokenizer": "cascade.training.text_model",
     "small_text_encoder": "cascade.training.text_model",
+    "retokenize_text_encoder": "cascade.training.text_model",
 }
 
 __all__ = sorted(_MODULE_OF)

@@ -7,6 +7,7 @@
       inflate: {temporal_attention_heads: 4}  # options of cascade.inflate (video stages, 2D base)
       # or, from scratch: unet: {UNet2DConditionModel config}, and text_encoder: {vocabulary: shapes, ...}
       # text_encoder_from: FOLDER  (default: base); vae: FOLDER (latent space); noise_scheduler: {DDPM config}
+      # tokenizer: {vocabulary: shapes, max_length: 8}  (replace the loaded encoder's word tokenizer)
     data: {kind: shapes, length: 100000, num_frames: 8, height: 16, width: 16, seed: 0}
     image_data: {kind: image_text, root: ..., height: 16, width: 16}   # optional, with training.image_every
     training: {max_steps: 3000, batch_size: 8, ...}   # TrainingConfig fields
@@ -37,11 +38,20 @@ from cascade.data import VOCABULARY, ImageTextDataset, ShapesDataset, VideoTextD
 from cascade.models import VideoUNet, inflate
 
 from .config import IMAGE_STAGES, STAGES, TrainingConfig
-from .text_model import small_text_encoder, word_tokenizer
+from .text_model import retokenize_text_encoder, small_text_encoder, word_tokenizer
 from .trainer import StageTrainer
 
 RECIPE_KEYS = ("stage", "output_dir", "model", "data", "image_data", "training", "sampling")
-MODEL_KEYS = ("unet", "base", "text_encoder", "text_encoder_from", "inflate", "vae", "noise_scheduler")
+MODEL_KEYS = (
+    "unet",
+    "base",
+    "text_encoder",
+    "text_encoder_from",
+    "tokenizer",
+    "inflate",
+    "vae",
+    "noise_scheduler",
+)
 DATASETS = {"shapes": ShapesDataset, "video_text": VideoTextDataset, "image_text": ImageTextDataset}
 SAMPLING_SCHEDULERS = {"dpm_solver": DPMSolverMultistepScheduler, "ddim": DDIMScheduler}
 VOCABULARIES = {"shapes": VOCABULARY}
@@ -85,6 +95,13 @@ def load_recipe(path: str | os.PathLike, **overrides) -> Recipe:
         raise ValueError(
             f"{path}: `model` needs exactly one of `unet` (a 2D UNet config) and `base` (a folder)."
         )
+    tokenizer = model.get("tokenizer")
+    if tokenizer is not None:
+        _check_keys(path, "model.tokenizer", tokenizer, ("vocabulary", "max_length"))
+        if "text_encoder" in model:
+            raise ValueError(
+                f"{path}: `model.tokenizer` replaces a loaded encoder's; a new `text_encoder` has its own."
+            )
     training = dict(raw.get("training") or {})
     unknown = sorted(
         set(training) - set(TrainingConfig.field_names()) | ({"output_dir", "stage"} & set(training))
@@ -127,23 +144,32 @@ def _check_keys(path: Path, where: str, mapping, allowed, required=()) -> None:
 
 def build_text_model(recipe: Recipe) -> tuple[CLIPTextModel, CLIPTokenizer]:
     """A new text encoder and word tokenizer (``model.text_encoder``), or the ones saved in
-    ``model.text_encoder_from`` (default ``model.base``)."""
+    ``model.text_encoder_from`` (default ``model.base``); with ``model.tokenizer``, the saved encoder moves
+    to a new word tokenizer (:func:`~cascade.training.text_model.retokenize_text_encoder`)."""
     spec = recipe.model.get("text_encoder")
     if spec is not None:
         spec = dict(spec)
-        words = spec.pop("vocabulary", "shapes")
-        words = VOCABULARIES.get(words, words) if isinstance(words, str) else words
-        tokenizer = word_tokenizer(list(words), spec.pop("max_length", 8))
+        tokenizer = _word_tokenizer(spec)
         return small_text_encoder(tokenizer, seed=recipe.config().seed, **spec), tokenizer
     folder = recipe.model.get("text_encoder_from") or recipe.model.get("base")
     if folder is None:
         raise ValueError(
             "`model` needs `text_encoder` (a new one) or `text_encoder_from` with a `unet` config."
         )
-    return (
-        CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", use_safetensors=True),
-        CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
-    )
+    text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", use_safetensors=True)
+    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    spec = recipe.model.get("tokenizer")
+    if spec is None:
+        return text_encoder, tokenizer
+    new_tokenizer = _word_tokenizer(dict(spec))
+    return retokenize_text_encoder(text_encoder, tokenizer, new_tokenizer), new_tokenizer
+
+
+def _word_tokenizer(spec: dict) -> CLIPTokenizer:
+    """The word tokenizer of a ``text_encoder`` or ``tokenizer`` spec; pops its keys from ``spec``."""
+    words = spec.pop("vocabulary", "shapes")
+    words = VOCABULARIES.get(words, words) if isinstance(words, str) else words
+    return word_tokenizer(list(words), spec.pop("max_length", 8))
 
 
 def build_unet(recipe: Recipe, sample_channels: int) -> VideoUNet | UNet2DConditionModel:

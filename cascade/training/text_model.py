@@ -101,3 +101,48 @@ def small_text_encoder(
     )
     torch.manual_seed(seed)
     return CLIPTextModel(config)
+
+
+def retokenize_text_encoder(
+    text_encoder: CLIPTextModel, old_tokenizer: CLIPTokenizer, new_tokenizer: CLIPTokenizer
+) -> CLIPTextModel:
+    """Moves ``text_encoder`` from ``old_tokenizer``'s vocabulary to ``new_tokenizer``'s, in place.
+
+    Each token of the new vocabulary gets the input embedding of the same text under the old tokenizer
+    (the mean of its pieces' embeddings where the old tokenizer split it), and the special tokens keep
+    theirs; so a caption that both tokenizers split into the same pieces encodes to the same hidden
+    states. Used to continue training a model whose tokenizer was replaced (e.g. one that now keeps
+    each word whole). Both tokenizers must have the same ``model_max_length`` (the position table).
+    """
+    for name, tokenizer in (("old_tokenizer", old_tokenizer), ("new_tokenizer", new_tokenizer)):
+        if not isinstance(tokenizer, CLIPTokenizer):
+            raise ValueError(f"`{name}` must be a CLIPTokenizer, got {type(tokenizer).__name__}.")
+    if not isinstance(text_encoder, CLIPTextModel):
+        raise ValueError(f"`text_encoder` must be a CLIPTextModel, got {type(text_encoder).__name__}.")
+    old_vocab = old_tokenizer.get_vocab()
+    if text_encoder.config.vocab_size != len(old_vocab):
+        raise ValueError(
+            f"`old_tokenizer` has {len(old_vocab)} tokens but `text_encoder` embeds "
+            f"{text_encoder.config.vocab_size}: it is not the encoder's tokenizer."
+        )
+    if new_tokenizer.model_max_length != text_encoder.config.max_position_embeddings:
+        raise ValueError(
+            f"`new_tokenizer.model_max_length`={new_tokenizer.model_max_length} must equal the encoder's "
+            f"max_position_embeddings={text_encoder.config.max_position_embeddings}."
+        )
+    old_table = text_encoder.get_input_embeddings().weight.detach()  # (V_old, D)
+    new_vocab = new_tokenizer.get_vocab()
+    new_table = old_table.new_empty(len(new_vocab), old_table.shape[1])  # (V_new, D)
+    for token, new_id in new_vocab.items():
+        if token in SPECIAL_TOKENS:
+            pieces = [old_vocab[token]]
+        else:  # the old tokenizer's pieces of the same text, as a word (word-final forms)
+            pieces = old_tokenizer(token.removesuffix("</w>"), add_special_tokens=False).input_ids
+        new_table[new_id] = old_table[pieces].mean(dim=0)
+    text_encoder.resize_token_embeddings(len(new_vocab), mean_resizing=False)
+    text_encoder.get_input_embeddings().weight.data.copy_(new_table)
+    ids = {"bos_token_id": new_vocab[SPECIAL_TOKENS[0]], "eos_token_id": new_vocab[SPECIAL_TOKENS[1]]}
+    for key, value in {**ids, "pad_token_id": ids["eos_token_id"]}.items():
+        setattr(text_encoder.config, key, value)
+    text_encoder.eos_token_id = ids["eos_token_id"]  # the pooled output reads this token
+    return text_encoder
