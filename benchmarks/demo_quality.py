@@ -23,7 +23,7 @@ frames, spatiotemporal super-resolution x2 to 32x32, spatial super-resolution x2
    upsampling, each given the render's exact input (PSNR in dB). Targets: each stage >= its baseline
    + 2 dB.
 
-Held-out prompts and seeds: training drew its clips from ``ShapesWorld`` seeds 0-5 (one per stage of
+Held-out prompts and seeds: training drew its clips from ``ShapesWorld`` seeds 0-6 (one per recipe of
 ``configs/demo``) and ``cascade.eval.stage_fidelity`` uses seed 1000, so the prompts here are the captions
 of ``ShapesWorld(2000)[0 .. N - 1]``. The caption language has only 7 x 3 x 4 = 84 sentences, all of
 which training saw; what is new is the draw, and the noise: batch ``b`` (prompts ``i .. i + B - 1``) is
@@ -57,7 +57,7 @@ from cascade.eval.shapes_fidelity import ATTRIBUTES, shapes_ceiling, shapes_fide
 from cascade.eval.stage_fidelity import BASELINES, CLIPS_SEED, stage_fidelity
 
 REPO = Path(__file__).resolve().parent.parent
-TRAINING_WORLD_SEEDS = range(6)  # configs/demo: data seeds 0 (text-to-image) .. 5 (spatial SR)
+TRAINING_WORLD_SEEDS = range(7)  # configs/demo: data seeds 0 (text-to-image) .. 6 (keyframes, step 2b)
 HELD_OUT_SEED = 2000  # ShapesWorld seed of the prompts: neither training's nor stage_fidelity's CLIPS_SEED
 SEED_OFFSET = 10_000  # generation seeds start here
 KEYFRAMES = 8
@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--base",
         type=Path,
         default=REPO / "runs" / "demo" / "text_to_image" / "model",
-        help="2D text-to-image base (its unet/ subfolder) for the before-temporal-training row; "
+        help="2D text-to-image base (its unet/, text_encoder/ and tokenizer/) for the before-temporal-training row; "
         "skipped with a note if missing (default: the repository's runs/demo/text_to_image/model)",
     )
     parser.add_argument(
@@ -145,9 +145,11 @@ def load_cascade(model: Path, device: str):
 
 
 def inflated_base(base: Path, keyframes):
-    """The 2D base inflated with identity temporal layers, as a ``KeyframesPipeline`` sharing the keyframes
-    stage's text encoder and tokenizer and a copy of its scheduler."""
+    """The 2D base inflated with identity temporal layers, as a ``KeyframesPipeline`` with the base's own
+    text encoder and tokenizer (the keyframes stage trains its encoder further) and a copy of the keyframes
+    stage's scheduler."""
     from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
     from cascade import KeyframesPipeline, inflate
 
@@ -161,7 +163,10 @@ def inflated_base(base: Path, keyframes):
             )
     scheduler = type(keyframes.scheduler).from_config(keyframes.scheduler.config)
     pipe = KeyframesPipeline(
-        unet=unet, scheduler=scheduler, text_encoder=keyframes.text_encoder, tokenizer=keyframes.tokenizer
+        unet=unet,
+        scheduler=scheduler,
+        text_encoder=CLIPTextModel.from_pretrained(base, subfolder="text_encoder", use_safetensors=True),
+        tokenizer=CLIPTokenizer.from_pretrained(base, subfolder="tokenizer"),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(keyframes.device)

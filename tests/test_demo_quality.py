@@ -38,10 +38,12 @@ def folders(tmp_path_factory):
         }
         stages[name] = type(stages[name])(**components, upscale_factor=2)
     CascadePipeline(**stages).save_pretrained(root / "cascade")
-    # The keyframes stage's 2D UNet (same kind and seed): inflated, it is that stage untrained.
+    # The keyframes stage's 2D UNet (same kind and seed) and text model: inflated, it is that stage untrained.
     tiny_unet2d("sd15", seed=0, sample_size=8, in_channels=3, out_channels=3).save_pretrained(
         root / "base" / "unet"
     )
+    for name, component in shared.items():
+        component.save_pretrained(root / "base" / name)
     return root
 
 

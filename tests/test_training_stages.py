@@ -20,6 +20,7 @@ from cascade.training import (
     word_tokenizer,
 )
 from cascade.training.stage_inputs import interpolation_conditioning, stage_inputs
+from cascade.training.trainer import timestep_weights
 
 
 def config(tmp_path, stage, **overrides) -> TrainingConfig:
@@ -290,6 +291,21 @@ def test_retokenized_encoder_encodes_shared_words_exactly_and_splits_words_into_
         retokenize_text_encoder(encoder, new, word_tokenizer(list(VOCABULARY), max_length=6))
     with pytest.raises(ValueError, match="`new_tokenizer` must be a CLIPTokenizer"):
         retokenize_text_encoder(encoder, new, "shapes")
+
+
+def test_high_noise_bias_weights_the_noisiest_portion_of_the_schedule(tmp_path):
+    biased = config(tmp_path, "keyframes", high_noise_weight=3.0, high_noise_portion=0.3)
+    weights = timestep_weights(1000, biased)
+    assert weights[:700].eq(1).all() and weights[700:].eq(3).all()
+    trainer = trainer_for(tmp_path, "keyframes", frames=3, high_noise_weight=3.0, high_noise_portion=0.3)
+    torch.manual_seed(0)
+    drawn = trainer._draw_timesteps(20_000)
+    expected = 0.3 * 3 / (0.7 + 0.3 * 3)  # odds 3 on 30% of the levels
+    assert abs(drawn.ge(700).float().mean().item() - expected) < 0.015
+    assert drawn.min() >= 0 and drawn.max() < 1000
+    for field, value in (("high_noise_weight", 0.0), ("high_noise_portion", 1.5)):
+        with pytest.raises(ValueError, match=f"`{field}` must be"):
+            config(tmp_path, "keyframes", **{field: value})
 
 
 def test_gradient_checkpointing_reaches_the_same_weights(tmp_path):

@@ -39,6 +39,10 @@ class TrainingConfig:
             encoder is its own); ``text_encoder_learning_rate`` is its learning rate.
         use_ema, ema_decay: keep an exponential moving average of the UNet's weights.
         caption_dropout: probability of replacing a caption by ``""`` (Ho & Salimans 2022).
+        high_noise_weight, high_noise_portion: timesteps are drawn uniformly, except that the noisiest
+            ``high_noise_portion`` of the schedule is drawn ``high_noise_weight`` times as often (the "later"
+            timestep bias of diffusers' SDXL training script); what a prompt decides about a clip's layout
+            and motion is learned there. ``high_noise_weight=1`` is uniform.
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``, passed to ``Accelerator``.
         gradient_checkpointing: recompute activations in the backward pass (spatial and temporal layers).
         image_every: joint image-video training (Ho et al. 2022, "Video Diffusion Models", sec. 3.2): every
@@ -76,6 +80,8 @@ class TrainingConfig:
     use_ema: bool = False
     ema_decay: float = 0.9999
     caption_dropout: float = 0.1
+    high_noise_weight: float = 1.0
+    high_noise_portion: float = 0.25
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     image_every: int = 0
@@ -119,6 +125,10 @@ class TrainingConfig:
         for name in ("adam_beta1", "adam_beta2", "ema_decay"):
             if not is_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
                 fail(name, "a number in [0, 1)")
+        if not is_number(self.high_noise_weight) or self.high_noise_weight <= 0:
+            fail("high_noise_weight", "a finite number > 0")
+        if not is_number(self.high_noise_portion) or not 0 < self.high_noise_portion <= 1:
+            fail("high_noise_portion", "a number in (0, 1]")
         for name in ("caption_dropout", "known_frame_dropout"):
             if not is_number(getattr(self, name)) or not 0 <= getattr(self, name) <= 1:
                 fail(name, "a number in [0, 1]")

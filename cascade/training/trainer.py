@@ -54,6 +54,15 @@ TRAINING_STATE = "training_state.json"
 LOSS_LOG = "loss.csv"
 
 
+def timestep_weights(levels: int, config: TrainingConfig) -> torch.Tensor:  # (levels,)
+    """Relative odds of each of ``levels`` timesteps in training: ``config.high_noise_weight`` for the noisiest
+    ``config.high_noise_portion`` of them, 1 elsewhere (diffusers' SDXL script, ``timestep_bias_strategy``
+    "later")."""
+    weights = torch.ones(levels)
+    weights[levels - max(1, round(levels * config.high_noise_portion)) :] = config.high_noise_weight
+    return weights
+
+
 def training_target(
     scheduler: DDPMScheduler, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
 ) -> torch.Tensor:
@@ -282,13 +291,20 @@ class StageTrainer:
         if not isinstance(self.accelerator.unwrap_model(self.unet), VideoUNet):
             sample, conditioning = (None if x is None else x[:, :, 0] for x in (sample, conditioning))
         noise = torch.randn(sample.shape).to(sample)  # drawn on the CPU: reproducible
-        levels = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, levels, (sample.shape[0],)).to(sample.device)  # one per video (image)
+        timesteps = self._draw_timesteps(sample.shape[0]).to(sample.device)  # one per video (image)
         noisy = self.noise_scheduler.add_noise(sample, noise, timesteps)
         target = training_target(self.noise_scheduler, sample, noise, timesteps)
         model_input = noisy if conditioning is None else torch.cat([noisy, conditioning.to(noisy)], dim=1)
         prediction = self.unet(model_input, timesteps, text, class_labels=labels).sample
         return F.mse_loss(prediction.float(), target.float())
+
+    def _draw_timesteps(self, count: int) -> torch.Tensor:
+        """``count`` training timesteps: uniform, or with the noisiest ``high_noise_portion`` of the schedule
+        ``high_noise_weight`` times as likely."""
+        levels = self.noise_scheduler.config.num_train_timesteps
+        if self.config.high_noise_weight == 1:
+            return torch.randint(0, levels, (count,))
+        return torch.multinomial(timestep_weights(levels, self.config), count, replacement=True)
 
     def _batches(self, dataset: Dataset, start: int) -> Iterator[dict]:
         config = self.config
