@@ -29,7 +29,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from cascade.conditioning import interpolated_length, masked_frame_conditioning
+from cascade.conditioning import CONDITIONING_FILLS, interpolated_length, masked_frame_conditioning
 from cascade.models import VideoUNet
 
 from .stage_base import VideoStagePipeline
@@ -81,6 +81,9 @@ class InterpolationPipeline(VideoStagePipeline):
     Components: ``unet`` (a :class:`cascade.VideoUNet` whose input is the noisy sample, the given frames and
     their mask: ``conditioning_channels == in_channels + 1``), ``scheduler`` (any diffusers scheduler),
     ``text_encoder`` and ``tokenizer`` (CLIP), and an optional ``vae`` (latent space with it, pixels without).
+    ``conditioning_fill`` (saved in the pipeline's config) is what the UNet was trained to see between the
+    given frames: ``"zeros"`` (Make-A-Video) or ``"blend"`` (their linear blend; see
+    :func:`cascade.conditioning.masked_frame_conditioning`).
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -93,11 +96,17 @@ class InterpolationPipeline(VideoStagePipeline):
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         vae: AutoencoderKL | None = None,
+        conditioning_fill: str = "zeros",
     ):
         super().__init__()
+        if conditioning_fill not in CONDITIONING_FILLS:
+            raise ValueError(
+                f"`conditioning_fill` must be one of {list(CONDITIONING_FILLS)}, got {conditioning_fill!r}."
+            )
         self.register_modules(
             unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, vae=vae
         )
+        self.register_to_config(conditioning_fill=conditioning_fill)
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
         # Converts frames without mapping them to [-1, 1], so the given frames reach the output bit for bit.
         self.frame_processor = VideoProcessor(do_resize=False, do_normalize=False)
@@ -275,7 +284,9 @@ class InterpolationPipeline(VideoStagePipeline):
         given = given.to(device).repeat_interleave(num_videos_per_prompt, dim=0)  # (B, 3, F, H, W)
         known = self.encode_frames(self.video_processor.normalize(given), decode_chunk_size)
         known = known.to(prompt_embeds.dtype)  # (B, C, F, h, w)
-        frames, mask = masked_frame_conditioning(known, factor)  # (B, C, F', h, w), (B, 1, F', h, w)
+        frames, mask = masked_frame_conditioning(
+            known, factor, self.config.conditioning_fill
+        )  # (B, C, F', h, w), (B, 1, F', h, w)
         latents = self.prepare_latents(frames.shape, prompt_embeds.dtype, device, generator, latents)
         noise = latents[:, :, ::factor] / self.scheduler.init_noise_sigma  # (B, C, F, h, w)
 

@@ -145,6 +145,29 @@ def test_the_unet_reads_the_given_frames_and_their_mask(space, pixel_pipe, laten
     assert mask[0, 0, :, 0, 0].tolist() == [1, 0, 1, 0, 1]
 
 
+def test_a_blend_filled_pipeline_feeds_the_blend_and_keeps_its_fill_when_saved(tmp_path):
+    pipe = make_pipeline(conditioning_fill="blend")
+    video = make_video(pipe)
+    inputs, handle = capture_unet_inputs(pipe)
+    try:
+        reference = interpolate(pipe, video, guidance_scale=1.0)
+    finally:
+        handle.remove()
+    frames, mask = masked_frame_conditioning(given_latents(pipe, video), 2, fill="blend")  # (B, 4, 5, h, w)
+    assert frames[:, :, 1].abs().sum() > 0  # not zeros between the given frames
+    for model_input in inputs:  # (B, 3 + 3 + 1, 5, h, w)
+        torch.testing.assert_close(model_input[:, 3:], torch.cat([frames, mask], dim=1), atol=1e-6, rtol=0)
+    pipe.save_pretrained(tmp_path)
+    loaded = InterpolationPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.conditioning_fill == "blend"
+    assert np.array_equal(interpolate(loaded, video, guidance_scale=1.0), reference)
+    with pytest.raises(
+        ValueError, match="`conditioning_fill` must be one of \\['zeros', 'blend'\\], got 'linear'"
+    ):
+        make_pipeline(conditioning_fill="linear")
+
+
 def test_given_frames_are_replaced_by_their_noised_values_after_each_step(pixel_pipe):
     video = make_video(pixel_pipe)
     noise = torch.randn(1, 3, 5, 8, 8, generator=torch.Generator().manual_seed(5))

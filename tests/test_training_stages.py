@@ -103,6 +103,20 @@ def test_interpolation_conditioning_places_known_frames_and_keeps_the_ends(tmp_p
         )
 
 
+def test_blend_filled_interpolation_conditioning_bridges_hidden_known_frames(tmp_path):
+    sample = torch.randn(2, 3, 9, 4, 4)  # (B, C, F, h, w)
+    every_inner_hidden = config(
+        tmp_path, "interpolation", interpolation_factor=4, known_frame_dropout=1.0, interpolation_fill="blend"
+    )
+    conditioning = interpolation_conditioning(sample, every_inner_hidden)
+    assert torch.equal(conditioning[0, 3, :, 0, 0], torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0, 1]))
+    weights = torch.arange(9.0).reshape(1, 1, 9, 1, 1) / 8  # (1, 1, F, 1, 1): from the first to the last
+    expected = sample[:, :, :1] * (1 - weights) + sample[:, :, -1:] * weights
+    torch.testing.assert_close(conditioning[:, :3], expected)
+    with pytest.raises(ValueError, match="`interpolation_fill` must be one of"):
+        config(tmp_path, "interpolation", interpolation_fill="copy")
+
+
 def test_super_resolution_conditioning_is_the_noised_area_downsample(tmp_path):
     torch.manual_seed(0)
     videos = torch.rand(3, 3, 2, 16, 16) * 2 - 1  # (B, 3, F, H, W)

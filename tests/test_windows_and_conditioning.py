@@ -1,10 +1,17 @@
 """Frame windows (blending) and the conditioning helpers of the cascade's later stages."""
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from cascade.conditioning import interpolated_length, masked_frame_conditioning, noise_augment
+from cascade.conditioning import (
+    blend_unknown_frames,
+    interpolated_length,
+    masked_frame_conditioning,
+    noise_augment,
+)
+from cascade.eval.stage_fidelity import blend_frames
 from cascade.windows import run_in_windows, window_starts, window_weights
 
 
@@ -75,6 +82,31 @@ def test_masked_frame_conditioning_places_known_frames_and_mask():
     assert torch.equal(mask[0, 0, :, 0, 0], torch.tensor([1.0, 0, 0, 0, 1, 0, 0, 0, 1]))
     with pytest.raises(ValueError, match="`factor` must be a positive int, got 0"):
         masked_frame_conditioning(known, 0)
+
+
+def test_blend_fill_equals_linear_frame_blending_of_the_evaluation():
+    # cascade.eval.stage_fidelity.blend_frames (numpy, (F, H, W, 3)) is the independent reference.
+    known = torch.rand(2, 3, 4, 5, 5)
+    frames, mask = masked_frame_conditioning(known, 4, fill="blend")
+    reference = np.stack([blend_frames(video.permute(1, 2, 3, 0).numpy(), 4) for video in known])
+    np.testing.assert_allclose(frames.permute(0, 2, 3, 4, 1).numpy(), reference, atol=1e-6)
+    assert torch.equal(mask, masked_frame_conditioning(known, 4)[1])
+    with pytest.raises(ValueError, match="`fill` must be one of \\['zeros', 'blend'\\], got 'copy'"):
+        masked_frame_conditioning(known, 4, fill="copy")
+
+
+def test_blend_unknown_frames_bridges_irregular_gaps_per_video():
+    frames = torch.zeros(2, 1, 7, 1, 1)  # (B, C, F, H, W)
+    frames[:, :, 0], frames[:, :, 6] = 0.0, 6.0
+    frames[1, :, 2] = 5.0
+    is_known = torch.tensor([[1, 0, 0, 0, 0, 0, 1], [1, 0, 1, 0, 0, 0, 1]], dtype=torch.bool)
+    blended = blend_unknown_frames(frames, is_known)[:, 0, :, 0, 0]  # (2, 7)
+    torch.testing.assert_close(blended[0], torch.arange(7.0))
+    torch.testing.assert_close(blended[1], torch.tensor([0.0, 2.5, 5.0, 5.25, 5.5, 5.75, 6.0]))
+    with pytest.raises(ValueError, match="`is_known` must mark the first and the last frame"):
+        blend_unknown_frames(frames, torch.tensor([[0, 0, 0, 0, 0, 0, 1]] * 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="`is_known` must be a bool tensor of shape \\(2, 7\\)"):
+        blend_unknown_frames(frames, is_known.float())
 
 
 def test_noise_augmentation_follows_the_scheduler_per_video():

@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 
 from diffusers.optimization import SchedulerType
 
+from cascade.conditioning import CONDITIONING_FILLS
+
 STAGES = ("text_to_image", "keyframes", "interpolation", "spatiotemporal_sr", "spatial_sr")
 # Stages whose UNet is a 2D UNet2DConditionModel trained on frames; the others train a VideoUNet on clips.
 IMAGE_STAGES = ("text_to_image", "spatial_sr")
@@ -50,6 +52,8 @@ class TrainingConfig:
         interpolation_factor: ``interpolation`` stage: frames are known every this many frames.
         known_frame_dropout: ``interpolation`` stage: probability that a known frame between the first and
             the last of a clip is hidden too (random masks over the known frames).
+        interpolation_fill: ``interpolation`` stage: what the conditioning holds between known frames,
+            ``"zeros"`` (Make-A-Video) or ``"blend"`` (their linear blend); the exported pipeline keeps it.
         upscale_factor: super-resolution stages: output frame size over input frame size.
         max_noise_level: super-resolution stages: the low-resolution input is noised to a level drawn
             uniformly from ``[0, max_noise_level]`` (noise conditioning augmentation).
@@ -87,6 +91,7 @@ class TrainingConfig:
     image_every: int = 0
     interpolation_factor: int = 4
     known_frame_dropout: float = 0.0
+    interpolation_fill: str = "zeros"
     upscale_factor: int = 4
     max_noise_level: int = 350
     checkpoint_every: int = 500
@@ -137,6 +142,7 @@ class TrainingConfig:
             ("prediction_type", PREDICTION_TYPES),
             ("mixed_precision", MIXED_PRECISIONS),
             ("lr_scheduler", LR_SCHEDULERS),
+            ("interpolation_fill", CONDITIONING_FILLS),
         ):
             if getattr(self, name) not in allowed:
                 fail(name, f"one of {list(allowed)}")

@@ -260,7 +260,8 @@ def export_stage(recipe: Recipe, trainer: StageTrainer) -> Path:
             )
         else:
             pipeline_class = KeyframesPipeline if recipe.stage == "keyframes" else InterpolationPipeline
-            pipeline = pipeline_class(**common, vae=vae)
+            fill = {"conditioning_fill": config.interpolation_fill} if recipe.stage == "interpolation" else {}
+            pipeline = pipeline_class(**common, vae=vae, **fill)
         pipeline.save_pretrained(partial)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler
 
-from cascade.conditioning import masked_frame_conditioning, noise_augment, resize_frames
+from cascade.conditioning import blend_unknown_frames, masked_frame_conditioning, noise_augment, resize_frames
 from cascade.pipelines.stage_utils import encode_video
 
 from .config import SUPER_RESOLUTION_STAGES, TrainingConfig
@@ -59,7 +59,8 @@ def stage_inputs(
 
 
 def interpolation_conditioning(sample: torch.Tensor, config: TrainingConfig) -> torch.Tensor:
-    """Known frames and mask ``(B, C + 1, F, h, w)`` for clips ``(B, C, F, h, w)`` of ``m * factor + 1`` frames."""
+    """Known frames and mask ``(B, C + 1, F, h, w)`` for clips ``(B, C, F, h, w)`` of ``m * factor + 1`` frames;
+    between known frames zeros, or with ``config.interpolation_fill="blend"`` their linear blend."""
     factor, frames = config.interpolation_factor, sample.shape[2]
     if (frames - 1) % factor or frames == 1:
         raise ValueError(
@@ -72,7 +73,10 @@ def interpolation_conditioning(sample: torch.Tensor, config: TrainingConfig) -> 
     hidden = torch.rand(sample.shape[0], 1, frames, 1, 1) < config.known_frame_dropout  # (B, 1, F, 1, 1)
     hidden[:, :, [0, -1]] = False
     keep = (~hidden).to(sample)
-    return torch.cat([known * keep, mask * keep], dim=1)
+    known, mask = known * keep, mask * keep
+    if config.interpolation_fill == "blend":
+        known = blend_unknown_frames(known, mask[:, 0, :, 0, 0] > 0)
+    return torch.cat([known, mask], dim=1)
 
 
 def super_resolution_conditioning(
