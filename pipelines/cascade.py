@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from .hub_loading import local_folder
+from .hub_loading import CodeFilesMixin, local_folder
 from .interpolation import InterpolationPipeline
 from .keyframes import KeyframesPipeline
 from .spatial_sr import SpatialSRPipeline
@@ -69,34 +70,61 @@ def _size_problem(name: str, stage, size: int) -> str | None:
     return None
 
 
-class CascadePipeline:
+class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
     """Chains stage pipelines, in the order keyframes, interpolation, spatiotemporal SR, spatial SR.
 
     Args:
+        keyframes, interpolation, spatiotemporal_sr, spatial_sr: the stage pipelines, keyword arguments; any
+            subset, at least one, run in that order. Without a keyframes stage, ``__call__`` needs a ``video``.
         stage_defaults: per-stage settings used when a call does not set them, in the layout of
             ``stage_kwargs`` (e.g. the sampling settings a trained cascade was tuned with); saved with the
             cascade. A call's ``stage_kwargs`` override them key by key.
-        **stages: stage name (``keyframes``, ``interpolation``, ``spatiotemporal_sr``, ``spatial_sr``) to
-            its pipeline; any subset, in that order. Without a keyframes stage, ``__call__`` needs a ``video``.
 
     Stage compatibility (frame channels and sizes, scale factors) is checked here, before any model runs.
+    The stages are the pipeline's components, so ``DiffusionPipeline.from_pretrained`` loads a saved cascade
+    stage by stage (see :meth:`save_pretrained`).
     """
 
-    def __init__(self, stage_defaults: dict[str, dict] | None = None, **stages):
-        if not stages:
-            raise ValueError(f"Give at least one stage, as keyword arguments named from {STAGE_ORDER}.")
-        unknown = [name for name in stages if name not in STAGE_CLASSES]
+    _optional_components = list(STAGE_ORDER)
+
+    def __new__(cls, *args, **kwargs):
+        """Refuses keyword arguments that name no stage with a ``ValueError`` listing the allowed ones, where
+        ``__init__`` (which takes each stage as an argument of its own, for diffusers to read) would raise a
+        bare ``TypeError``."""
+        unknown = [name for name in kwargs if name not in STAGE_CLASSES and name != "stage_defaults"]
         if unknown:
             raise ValueError(f"Unknown stage(s) {unknown}; allowed: {STAGE_ORDER}.")
-        order = sorted(stages, key=STAGE_ORDER.index)
-        for name in order:
-            if not isinstance(stages[name], STAGE_CLASSES[name]):
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        *,
+        keyframes: KeyframesPipeline | None = None,
+        interpolation: InterpolationPipeline | None = None,
+        spatiotemporal_sr: SpatioTemporalSRPipeline | None = None,
+        spatial_sr: SpatialSRPipeline | None = None,
+        stage_defaults: dict[str, dict] | None = None,
+    ):
+        super().__init__()
+        given = {
+            "keyframes": keyframes,
+            "interpolation": interpolation,
+            "spatiotemporal_sr": spatiotemporal_sr,
+            "spatial_sr": spatial_sr,
+        }
+        stages = {name: stage for name, stage in given.items() if stage is not None}
+        if not stages:
+            raise ValueError(f"Give at least one stage, as keyword arguments named from {STAGE_ORDER}.")
+        for name, stage in stages.items():
+            if not isinstance(stage, STAGE_CLASSES[name]):
                 raise ValueError(
-                    f"Stage {name!r} must be a {STAGE_CLASSES[name].__name__}, got {type(stages[name]).__name__}."
+                    f"Stage {name!r} must be a {STAGE_CLASSES[name].__name__}, got {type(stage).__name__}."
                 )
-        self.stages = {name: stages[name] for name in order}
+        self.stages = stages
         self._check_compatibility()
         self.stage_defaults = self._check_stage_kwargs("stage_defaults", dict(stage_defaults or {}))
+        self.register_modules(**given)
+        self.register_to_config(stage_defaults=self.stage_defaults or None)
 
     def _check_compatibility(self) -> None:
         if "keyframes" in self.stages and next(iter(self.stages)) != "keyframes":
@@ -177,8 +205,11 @@ class CascadePipeline:
             stage.set_progress_bar_config(**kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Writes one subfolder per stage (each a stage's ``save_pretrained``) and ``cascade_index.json``;
-        written to a temporary folder first, then renamed, so a failed save leaves nothing half-written."""
+        """Writes one subfolder per stage (each a stage's ``save_pretrained``), ``cascade_index.json`` (read
+        by :meth:`from_pretrained`), and ``model_index.json`` with its code files, so that
+        ``DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=True)`` loads the cascade too,
+        each stage as a component (see :mod:`~cascade.pipelines.hub_loading`). Written to a temporary folder
+        first, then renamed, so a failed save leaves nothing half-written."""
         target = Path(save_directory).resolve()
         if target.exists() and (
             not target.is_dir() or (any(target.iterdir()) and not (target / INDEX_FILE).is_file())
@@ -197,6 +228,7 @@ class CascadePipeline:
             if self.stage_defaults:
                 index["stage_defaults"] = self.stage_defaults
             (partial / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+            self.save_config(partial)
             if target.exists():  # a cascade saved before: replaced only once the new one is complete
                 os.replace(target, previous)
             os.replace(partial, target)

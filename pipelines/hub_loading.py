@@ -3,11 +3,13 @@
 diffusers (0.42) finds a pipeline class that is not its own only through ``"_class_name": [file, class]`` in
 ``model_index.json`` with ``<file>.py`` in the folder, and, for a repo on the Hub, a component class that is not
 in diffusers or transformers only through ``<component>/<module>.py``; it runs either file only with
-``trust_remote_code=True`` (DESIGN.md section 4). So a saved stage carries one-line code files that import the
-classes from the installed package (``pip install cascade-video``):
+``trust_remote_code=True``. So a saved stage or cascade (whose components are its stage pipelines) carries
+one-line code files that import the classes from the installed package (``pip install cascade-video``):
 
-    keyframes_pipeline.py                  from cascade.pipelines import KeyframesPipeline
-    unet/cascade.models.video_unet.py      from cascade.models.video_unet import VideoUNet
+    keyframes_pipeline.py                           from cascade.pipelines import KeyframesPipeline
+    unet/cascade.models.video_unet.py               from cascade.models.video_unet import VideoUNet
+    cascade_pipeline.py                             from cascade.pipelines import CascadePipeline
+    keyframes/cascade.pipelines.keyframes.py        from cascade.pipelines.keyframes import KeyframesPipeline
 
 ``DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=True)`` then returns our class. Our own
 ``from_pretrained`` runs them without ``trust_remote_code``, but only when each file diffusers would run is
@@ -15,6 +17,10 @@ byte-identical to the line written here: running it is then importing our packag
 
 A Hub repo id is resolved to a snapshot in the Hugging Face cache with ``huggingface_hub``; offline
 (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) an uncached repo raises :class:`ModelNotCachedError`.
+diffusers itself, offline, cannot load a repo id whose cached file listing (``trees/<commit>.json``, which
+``snapshot_download`` writes) holds the pipeline's code file: ``get_cached_module_file``
+(``diffusers/utils/dynamic_modules_utils.py``) asks the Hub for the commit with no offline check. Our classes'
+``from_pretrained``, or diffusers given the snapshot folder, load it.
 """
 
 import importlib
@@ -40,10 +46,31 @@ class ModelNotCachedError(OSError):
     """A Hub repo that is not in the Hugging Face cache, while downloads are off or the Hub is out of reach."""
 
 
+class CodeFilesMixin:
+    """For a ``DiffusionPipeline`` of ours, listed before ``DiffusionPipeline`` among its bases:
+    ``model_index.json`` records the ``_class_name`` of :func:`class_name_entry`, and is written after the code
+    files it needs (:func:`code_files`)."""
+
+    def to_json_string(self) -> str:
+        """The ``model_index.json`` text, with the ``_class_name`` of :func:`class_name_entry`."""
+        index = json.loads(super().to_json_string())
+        index["_class_name"] = class_name_entry(type(self))
+        return json.dumps(index, indent=2, sort_keys=True) + "\n"
+
+    def save_config(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> None:
+        """Writes the code files (each atomically), then ``model_index.json``: ``save_pretrained`` calls this
+        after saving the components and before pushing to the Hub, so a pushed folder loads with
+        ``DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)``."""
+        write_code_files(save_directory, json.loads(self.to_json_string()))
+        super().save_config(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+
 def class_name_entry(pipeline_class: type) -> str | list[str]:
     """The ``_class_name`` that ``model_index.json`` records for ``pipeline_class``: ``[<module>_pipeline,
     <class>]`` for a class ``cascade.pipelines`` exports, so that diffusers looks for the code file; the bare
     class name, as diffusers writes it, for any other (a subclass of the caller's own)."""
+    if not isinstance(pipeline_class, type):
+        raise ValueError(f"`pipeline_class` must be a class, got {pipeline_class!r}.")
     exported = getattr(importlib.import_module(PIPELINES_MODULE), pipeline_class.__name__, None)
     if exported is not pipeline_class:
         return pipeline_class.__name__

@@ -5,7 +5,6 @@ Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598. Frame windows: :
 """
 
 import inspect
-import json
 import os
 from collections.abc import Callable
 
@@ -20,12 +19,11 @@ from cascade.windows import run_in_windows
 
 from .hub_loading import (
     MODEL_INDEX,
-    class_name_entry,
+    CodeFilesMixin,
     local_folder,
     pickled_only_weights,
     saved_pipeline_class,
     stage_files,
-    write_code_files,
 )
 from .stage_utils import (
     VideoPipelineOutput,
@@ -41,7 +39,7 @@ from .stage_utils import (
 )
 
 
-class VideoStagePipeline(DiffusionPipeline):
+class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
     """What the stage pipelines share. Subclasses register ``unet`` (a :class:`cascade.VideoUNet`),
     ``scheduler``, ``text_encoder``, ``tokenizer`` and optionally ``vae``, and implement ``__call__``."""
 
@@ -87,20 +85,6 @@ class VideoStagePipeline(DiffusionPipeline):
         # diffusers recorded the folder it loaded: for a repo id, the snapshot in the cache
         pipeline.register_to_config(_name_or_path=pretrained_model_name_or_path)
         return pipeline
-
-    def to_json_string(self) -> str:
-        """The ``model_index.json`` text; its ``_class_name`` names the pipeline's code file (see
-        :func:`~cascade.pipelines.hub_loading.class_name_entry`)."""
-        index = json.loads(super().to_json_string())
-        index["_class_name"] = class_name_entry(type(self))
-        return json.dumps(index, indent=2, sort_keys=True) + "\n"
-
-    def save_config(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> None:
-        """Writes the code files ``model_index.json`` names (each atomically), then ``model_index.json``:
-        ``save_pretrained`` calls this after saving the components and before pushing to the Hub, so a pushed
-        folder loads with ``DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)``."""
-        write_code_files(save_directory, json.loads(self.to_json_string()))
-        super().save_config(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     @property
     def vae_scale_factor(self) -> int:

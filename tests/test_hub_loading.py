@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import OfflineModeIsEnabled
 from safetensors.torch import load_file
 
 from cascade.pipelines import CascadePipeline, InterpolationPipeline, KeyframesPipeline
@@ -106,6 +108,25 @@ def test_save_writes_the_code_files_model_index_names(stages, tmp_path):
     assert sorted(p.name for p in (tmp_path / "spatial").rglob("*.py")) == ["spatial_sr_pipeline.py"]
 
 
+def test_a_saved_cascade_names_its_code_file_and_each_stage_s(stages, tmp_path):
+    CascadePipeline(keyframes=stages["keyframes"], spatial_sr=stages["spatial_sr"]).save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == ["cascade_pipeline", "CascadePipeline"]
+    assert index["keyframes"] == ["cascade.pipelines.keyframes", "KeyframesPipeline"]
+    assert index["interpolation"] == [None, None]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py")) == [
+        "cascade_pipeline.py",
+        "keyframes/cascade.pipelines.keyframes.py",  # diffusers' download of a Hub repo checks for these
+        "keyframes/keyframes_pipeline.py",
+        "keyframes/unet/cascade.models.video_unet.py",
+        "spatial_sr/cascade.pipelines.spatial_sr.py",
+        "spatial_sr/spatial_sr_pipeline.py",
+    ]
+    assert (tmp_path / "cascade_pipeline.py").read_text() == "from cascade.pipelines import CascadePipeline\n"
+    code = (tmp_path / "keyframes" / "cascade.pipelines.keyframes.py").read_text()
+    assert code == "from cascade.pipelines.keyframes import KeyframesPipeline\n"
+
+
 @pytest.mark.parametrize("name", STAGES)
 def test_saved_stage_loads_with_its_class_and_with_diffusers_to_the_same_frames(stages, name, tmp_path):
     stage = stages[name]
@@ -127,40 +148,80 @@ def test_a_cached_repo_id_loads_offline_to_the_same_frames(stages, offline_cache
     loaded = KeyframesPipeline.from_pretrained(REPO)
     assert loaded.config._name_or_path == REPO
     assert np.array_equal(frames(loaded, "keyframes"), reference)
-    if not tree_listing:  # with one, diffusers asks the Hub for the code file's commit: see DESIGN.md
-        loaded = DiffusionPipeline.from_pretrained(REPO, trust_remote_code=True)
+    for loaded in diffusers_loads_offline(REPO, tree_listing):
         assert type(loaded) is KeyframesPipeline
         assert np.array_equal(frames(loaded, "keyframes"), reference)
+
+
+def diffusers_loads_offline(repo_id: str, tree_listing: bool) -> list:
+    """What ``DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`` loads offline from the cached
+    ``repo_id``: given the repo id, or, when the cache holds the repo's file listing, the snapshot folder."""
+    if not tree_listing:
+        return [DiffusionPipeline.from_pretrained(repo_id, trust_remote_code=True)]
+    # A diffusers 0.42 limitation: with the listing, DiffusionPipeline.download loads the pipeline's code file
+    # through get_cached_module_file (diffusers/utils/dynamic_modules_utils.py), which asks the Hub for the
+    # commit (model_info) without checking for offline mode. Fails here once diffusers fixes that.
+    with pytest.raises(OfflineModeIsEnabled):
+        DiffusionPipeline.from_pretrained(repo_id, trust_remote_code=True)
+    snapshot = snapshot_download(repo_id, local_files_only=True)  # the workaround the README gives
+    return [DiffusionPipeline.from_pretrained(snapshot, trust_remote_code=True)]
+
+
+def answer_as_the_hub(monkeypatch, snapshot: Path, leave_out: str | None = None) -> None:
+    """Makes diffusers' ``model_info`` answer as the Hub would for a repo holding the files of ``snapshot``
+    (less ``leave_out``)."""
+    files = [
+        types.SimpleNamespace(rfilename=p.relative_to(snapshot).as_posix())
+        for p in snapshot.rglob("*.*")
+        if p.relative_to(snapshot).as_posix() != leave_out
+    ]
+    info = types.SimpleNamespace(sha=COMMIT, siblings=files)
+    monkeypatch.setattr(diffusers.pipelines.pipeline_utils, "model_info", lambda *args, **kwargs: info)
+    monkeypatch.setattr(diffusers.utils.dynamic_modules_utils, "model_info", lambda *args, **kwargs: info)
 
 
 def test_diffusers_accepts_a_folder_pushed_to_the_hub(stages, offline_cache, tmp_path, monkeypatch):
     # diffusers' download checks the repo's file list: a component class outside diffusers needs its code file.
     stages["keyframes"].save_pretrained(tmp_path / "saved")
-    snapshot = cache_repo(tmp_path / "saved", offline_cache, REPO)
-    files = [
-        types.SimpleNamespace(rfilename=p.relative_to(snapshot).as_posix()) for p in snapshot.rglob("*.*")
-    ]
-    info = types.SimpleNamespace(sha=COMMIT, siblings=files)  # what the Hub answers online
-    monkeypatch.setattr(diffusers.pipelines.pipeline_utils, "model_info", lambda *args, **kwargs: info)
-    monkeypatch.setattr(diffusers.utils.dynamic_modules_utils, "model_info", lambda *args, **kwargs: info)
+    answer_as_the_hub(monkeypatch, cache_repo(tmp_path / "saved", offline_cache, REPO))
     loaded = DiffusionPipeline.from_pretrained(REPO, trust_remote_code=True)
     assert type(loaded) is KeyframesPipeline
     assert np.array_equal(frames(loaded, "keyframes"), frames(stages["keyframes"], "keyframes"))
 
 
-def test_a_fresh_process_loads_a_cached_repo_with_diffusers_alone(stages, tmp_path):
-    stages["keyframes"].save_pretrained(tmp_path / "saved")
-    cache_repo(tmp_path / "saved", tmp_path / "hub", REPO)
+def test_diffusers_accepts_a_cascade_pushed_to_the_hub_given_each_stage_s_code_file(
+    stages, offline_cache, tmp_path, monkeypatch
+):
+    cascade = CascadePipeline(keyframes=stages["keyframes"], interpolation=stages["interpolation"])
+    cascade.set_progress_bar_config(disable=True)
+    cascade.save_pretrained(tmp_path / "saved")
+    snapshot = cache_repo(tmp_path / "saved", offline_cache, "cascade-test/tiny-cascade")
+    answer_as_the_hub(monkeypatch, snapshot)
+    loaded = DiffusionPipeline.from_pretrained("cascade-test/tiny-cascade", trust_remote_code=True)
+    loaded.set_progress_bar_config(disable=True)
+    settings = {name: {**SETTINGS[name], "num_inference_steps": 1} for name in cascade.stages}
+    reference = cascade("a red circle", stage_kwargs=settings, seed=0).frames
+    assert np.array_equal(loaded("a red circle", stage_kwargs=settings, seed=0).frames, reference)
+    stage_code = "interpolation/cascade.pipelines.interpolation.py"
+    answer_as_the_hub(monkeypatch, snapshot, leave_out=stage_code)
+    with pytest.raises(ValueError, match=f"{stage_code} as defined in `model_index.json` does not exist"):
+        DiffusionPipeline.from_pretrained("cascade-test/tiny-cascade", trust_remote_code=True)
+
+
+def in_a_fresh_process(tmp_path: Path, repo_id: str, generate: str) -> tuple[list[str], np.ndarray]:
+    """Loads ``repo_id`` with ``DiffusionPipeline.from_pretrained`` in a new process that has not imported
+    ``cascade``, offline, from the Hugging Face cache ``tmp_path / "hub"``, then runs ``out = <generate>``
+    with the pipeline as ``pipe``. Returns the loaded class's module and name, and ``out``."""
     script = f"""
 import sys
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 assert "cascade" not in sys.modules
-pipe = DiffusionPipeline.from_pretrained({REPO!r}, trust_remote_code=True)
+pipe = DiffusionPipeline.from_pretrained({repo_id!r}, trust_remote_code=True)
 pipe.set_progress_bar_config(disable=True)
 print(type(pipe).__module__, type(pipe).__name__)
-out = pipe("a red circle", num_frames=2, num_inference_steps=1, generator=torch.Generator().manual_seed(0)).frames
+out = {generate}
 np.save(sys.argv[1], out)
 """
     env = {
@@ -174,11 +235,33 @@ np.save(sys.argv[1], out)
         [sys.executable, "-c", script, str(tmp_path / "frames.npy")], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["cascade.pipelines.keyframes", "KeyframesPipeline"]
+    return result.stdout.split(), np.load(tmp_path / "frames.npy")
+
+
+def test_a_fresh_process_loads_a_cached_repo_with_diffusers_alone(stages, tmp_path):
+    stages["keyframes"].save_pretrained(tmp_path / "saved")
+    cache_repo(tmp_path / "saved", tmp_path / "hub", REPO)
+    generate = 'pipe("a red circle", num_frames=2, num_inference_steps=1, generator=torch.Generator().manual_seed(0)).frames'
+    loaded, out = in_a_fresh_process(tmp_path, REPO, generate)
+    assert loaded == ["cascade.pipelines.keyframes", "KeyframesPipeline"]
     # Another process may run with another thread count: float sums in another order, equal to ~1e-7.
-    np.testing.assert_allclose(
-        np.load(tmp_path / "frames.npy"), frames(stages["keyframes"], "keyframes"), atol=1e-5, rtol=0
+    np.testing.assert_allclose(out, frames(stages["keyframes"], "keyframes"), atol=1e-5, rtol=0)
+
+
+def test_a_fresh_process_loads_a_cached_cascade_repo_with_diffusers_alone(stages, tmp_path):
+    cascade = CascadePipeline(keyframes=stages["keyframes"], interpolation=stages["interpolation"])
+    cascade.set_progress_bar_config(disable=True)
+    cascade.save_pretrained(tmp_path / "saved")
+    cache_repo(tmp_path / "saved", tmp_path / "hub", "cascade-test/tiny-cascade")
+    settings = {name: {**SETTINGS[name], "num_inference_steps": 1} for name in cascade.stages}
+    loaded, out = in_a_fresh_process(
+        tmp_path,
+        "cascade-test/tiny-cascade",
+        f'pipe("a red circle", stage_kwargs={settings!r}, seed=0).frames',
     )
+    assert loaded == ["cascade.pipelines.cascade", "CascadePipeline"]
+    reference = cascade("a red circle", stage_kwargs=settings, seed=0).frames
+    np.testing.assert_allclose(out, reference, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("loader", [KeyframesPipeline, CascadePipeline], ids=lambda c: c.__name__)
@@ -207,17 +290,52 @@ def test_a_partly_cached_repo_offline_raises_the_same_error(stages, offline_cach
 def test_a_cascade_loads_from_a_folder_and_a_cached_repo_id_offline(
     stages, offline_cache, tmp_path, tree_listing
 ):
-    cascade = CascadePipeline(**{name: stages[name] for name in ["keyframes", "interpolation"]})
+    defaults = {"keyframes": {"num_frames": 2}, "interpolation": {"interpolation_factor": 2}}
+    cascade = CascadePipeline(
+        stage_defaults=defaults, keyframes=stages["keyframes"], interpolation=stages["interpolation"]
+    )
     cascade.set_progress_bar_config(disable=True)
     cascade.save_pretrained(tmp_path / "saved")
     cache_repo(tmp_path / "saved", offline_cache, "cascade-test/tiny-cascade", tree_listing)
-    settings = {name: {**SETTINGS[name], "num_inference_steps": 1} for name in cascade.stages}
+    settings = {name: {"num_inference_steps": 1} for name in cascade.stages}
     reference = cascade("a red circle", stage_kwargs=settings, seed=0).frames
-    for source in (tmp_path / "saved", "cascade-test/tiny-cascade"):
-        loaded = CascadePipeline.from_pretrained(source)
+    with_diffusers = [
+        DiffusionPipeline.from_pretrained(tmp_path / "saved", trust_remote_code=True),
+        *diffusers_loads_offline("cascade-test/tiny-cascade", tree_listing),
+    ]
+    for loaded, encoders in (
+        (CascadePipeline.from_pretrained(tmp_path / "saved"), 1),  # byte-identical text encoders loaded once
+        (CascadePipeline.from_pretrained("cascade-test/tiny-cascade"), 1),
+        *((pipeline, 2) for pipeline in with_diffusers),  # each stage loads its own
+    ):
+        assert type(loaded) is CascadePipeline
+        assert loaded.stage_defaults == defaults
+        assert [type(stage) for stage in loaded.stages.values()] == [KeyframesPipeline, InterpolationPipeline]
         loaded.set_progress_bar_config(disable=True)
-        assert len(loaded.text_encoders) == 1
+        assert len(loaded.text_encoders) == encoders
         assert np.array_equal(loaded("a red circle", stage_kwargs=settings, seed=0).frames, reference)
+
+
+def test_a_cascade_saved_before_its_model_index_still_loads_with_its_class(stages, tmp_path):
+    # as weights/demo was shipped: cascade_index.json and the stage folders only
+    cascade = CascadePipeline(keyframes=stages["keyframes"], interpolation=stages["interpolation"])
+    cascade.set_progress_bar_config(disable=True)
+    cascade.save_pretrained(tmp_path)
+    for path in [tmp_path / "model_index.json", tmp_path / "cascade_pipeline.py"]:
+        path.unlink()
+    for path in tmp_path.glob("*/cascade.pipelines.*.py"):
+        path.unlink()
+    settings = {name: {**SETTINGS[name], "num_inference_steps": 1} for name in cascade.stages}
+    loaded = CascadePipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    reference = cascade("a red circle", stage_kwargs=settings, seed=0).frames
+    assert np.array_equal(loaded("a red circle", stage_kwargs=settings, seed=0).frames, reference)
+
+
+def test_a_stage_class_refuses_a_saved_cascade_naming_the_class_to_use(stages, tmp_path):
+    CascadePipeline(keyframes=stages["keyframes"]).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="was saved from CascadePipeline .*; load it with CascadePipeline"):
+        KeyframesPipeline.from_pretrained(tmp_path)
 
 
 def test_pickled_weights_load_only_with_use_safetensors_false(stages, tmp_path):

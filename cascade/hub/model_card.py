@@ -113,12 +113,17 @@ pipe = DiffusionPipeline.from_pretrained("path/or/repo-id", trust_remote_code=Tr
 
 
 def _shipped_body(entry: ManifestEntry, saved_cascade: bool) -> str:
-    loading = (
-        'from cascade import CascadePipeline\n\ncascade = CascadePipeline.from_pretrained("path/to/folder")\n'
-        'frames = cascade("a red circle moving right", seed=0).frames'
-        if saved_cascade
-        else 'from diffusers import DiffusionPipeline\n\npipe = DiffusionPipeline.from_pretrained("path/or/repo-id", '
+    diffusers_loading = (
+        'from diffusers import DiffusionPipeline\n\npipe = DiffusionPipeline.from_pretrained("path/or/repo-id", '
         "trust_remote_code=True)"
+    )
+    loading = (
+        'from cascade import CascadePipeline\n\ncascade = CascadePipeline.from_pretrained("path/or/repo-id")\n'
+        'frames = cascade("a red circle moving right", seed=0).frames\n\n'
+        "# or with diffusers' DiffusionPipeline (the folder's code files import `cascade`):\n"
+        + diffusers_loading
+        if saved_cascade
+        else diffusers_loading
     )
     return f"""# cascade: {entry.name}
 
