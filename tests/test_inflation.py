@@ -36,11 +36,12 @@ def perturb_temporal_layers(video_unet, seed=0):
             parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
 
 
+@pytest.mark.parametrize("cross", [False, True], ids=["self", "text"])
 @pytest.mark.parametrize("kind", ["sd15", "sd2", "x4_upscaler"])
 @pytest.mark.parametrize("frames", [1, 2, 7])
-def test_inflated_unet_equals_2d_unet_frame_by_frame(kind, frames):
+def test_inflated_unet_equals_2d_unet_frame_by_frame(kind, frames, cross):
     unet = tiny_unet2d(kind)
-    video_unet = inflate(unet, extra_in_channels=3).eval()
+    video_unet = inflate(unet, extra_in_channels=3, temporal_cross_attention=cross).eval()
     sample, conditioning, text, labels = video_inputs(unet, frames, extra=3)
     with torch.no_grad():
         expected = frame_by_frame(unet, sample, 500, text, labels)
@@ -123,7 +124,7 @@ def test_inflation_keeps_every_2d_weight_and_zero_initialises_extra_channels():
 
 def test_save_and_load_round_trip_bit_exactly(tmp_path):
     unet = tiny_unet2d("sd2")
-    video_unet = inflate(unet, extra_in_channels=1)
+    video_unet = inflate(unet, extra_in_channels=1, temporal_cross_attention=True)
     perturb_temporal_layers(video_unet)
     video_unet.save_pretrained(tmp_path)
     assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
@@ -168,13 +169,14 @@ def test_xformers_request_reaches_the_model_and_fails_clearly_without_cuda():
         video_unet.enable_xformers_memory_efficient_attention()
 
 
-def test_gradient_checkpointing_recomputes_temporal_layers_with_equal_gradients():
+@pytest.mark.parametrize("cross", [False, True], ids=["self", "text"])
+def test_gradient_checkpointing_recomputes_temporal_layers_with_equal_gradients(cross):
     unet = tiny_unet2d("sd15")
     sample, _, text, _ = video_inputs(unet, 3, size=8)
 
     def gradients(checkpointing):
         torch.manual_seed(0)
-        video_unet = inflate(unet).train()
+        video_unet = inflate(unet, temporal_cross_attention=cross).train()
         perturb_temporal_layers(video_unet)
         calls = {"n": 0}
         layer = video_unet.temporal_attns["mid_block_attentions_0"]
@@ -195,6 +197,34 @@ def test_gradient_checkpointing_recomputes_temporal_layers_with_equal_gradients(
     assert (plain_calls, checkpointed_calls) == (1, 2)
     for name, grad in plain.items():
         assert torch.allclose(grad, checkpointed[name], atol=1e-6), name
+
+
+def test_temporal_cross_attention_carries_the_text_where_spatial_attention_does_not():
+    # With the spatial cross-attention silenced, the text can reach the output only through the temporal
+    # layers: it does with temporal_cross_attention, and does not without.
+    unet = tiny_unet2d("sd15")
+    sample, _, text, _ = video_inputs(unet, 4, size=8)
+    other_text = text.flip(0)
+    changes = {}
+    for cross in (False, True):
+        video_unet = inflate(unet, temporal_cross_attention=cross).eval()
+        perturb_temporal_layers(video_unet)
+        with torch.no_grad():
+            for name, module in video_unet.unet.named_modules():
+                if name.endswith("attn2") and module.is_cross_attention:
+                    module.to_out[0].weight.zero_()
+                    module.to_out[0].bias.zero_()
+            changes[cross] = (
+                (video_unet(sample, 10, text).sample - video_unet(sample, 10, other_text).sample).abs().max()
+            )
+    assert changes[False] == 0
+    assert changes[True] > 1e-3
+    layer = TemporalAttention(32, 4, 16, cross_attention_dim=TEXT_DIM)
+    layer.num_frames = 2
+    with pytest.raises(ValueError, match="attends to the text: set `context`"):
+        layer(torch.randn(4, 32, 2, 2))
+    with pytest.raises(ValueError, match="`cross_attention_dim` must be None or a positive int"):
+        TemporalAttention(32, 4, 16, cross_attention_dim=0)
 
 
 def test_freezing_spatial_layers_trains_only_temporal_ones():
@@ -245,6 +275,7 @@ def test_per_frame_timesteps_and_class_labels_match_per_frame_2d_calls():
         ({"temporal_attention_heads": 7}, "num_attention_heads"),
         ({"frames": 8}, "Unknown inflation option"),
         ({"temporal_attention": "yes"}, "temporal_attention"),
+        ({"temporal_cross_attention": 1}, "temporal_cross_attention"),
     ],
 )
 def test_bad_inflation_options_are_rejected(options, match):

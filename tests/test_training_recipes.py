@@ -294,7 +294,6 @@ def test_the_demo_recipes_are_valid_and_chain_into_each_other():
     assert [recipe.stage for recipe in recipes.values()] == [
         "text_to_image",
         "keyframes",
-        "keyframes",
         "interpolation",
         "interpolation",
         "spatial_sr",
@@ -314,6 +313,6 @@ def test_the_demo_recipes_are_valid_and_chain_into_each_other():
     trained = [line.strip(" \\") for line in script.splitlines() if line.strip().startswith("configs/demo/")]
     assert trained == [f"configs/demo/{name}.yaml" for name in recipes]  # every recipe, in order
     assert (
-        f"--keyframes {recipes['2b_keyframes_direction'].model_dir}" in script
+        f"--keyframes {recipes['2_keyframes'].model_dir}" in script
     )  # the last run of each stage
     assert f"--interpolation {recipes['3b_interpolation_blend'].model_dir}" in script

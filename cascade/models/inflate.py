@@ -18,7 +18,8 @@ def inflate(unet: UNet2DConditionModel, **options) -> VideoUNet:
         unet: any ``diffusers.UNet2DConditionModel``; it is not modified.
         **options: :class:`VideoUNet` options: ``temporal_convolutions``, ``temporal_attention``,
             ``extra_in_channels``, ``temporal_attention_heads``, ``temporal_attention_layers``,
-            ``temporal_attention_placement`` (``"animatediff"`` to hold AnimateDiff motion modules).
+            ``temporal_attention_placement`` (``"animatediff"`` to hold AnimateDiff motion modules),
+            ``temporal_cross_attention`` (temporal attention that also reads the text).
 
     The ``extra_in_channels`` new input channels of ``conv_in`` start at zero, so the output does
     not depend on them until they are trained.

@@ -57,17 +57,20 @@ class FramePositions(nn.Module):
 
 
 class _CheckpointableTemporalLayer:
-    """Runs ``_temporal_forward`` under gradient checkpointing when the model enables it."""
+    """Runs ``_temporal_forward`` under gradient checkpointing when the model enables it. ``num_frames`` and
+    ``context`` (the text embeddings ``(B, L, D)``, for layers that attend to them) are set by
+    :class:`cascade.VideoUNet` before each forward."""
 
     gradient_checkpointing = False
     num_frames = 1
+    context = None
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # (B*F, C, H, W)
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return torch.utils.checkpoint.checkpoint(
-                self._temporal_forward, hidden_states, self.num_frames, use_reentrant=False
+                self._temporal_forward, hidden_states, self.num_frames, self.context, use_reentrant=False
             )
-        return self._temporal_forward(hidden_states, self.num_frames)
+        return self._temporal_forward(hidden_states, self.num_frames, self.context)
 
 
 class TemporalConvolution(_CheckpointableTemporalLayer, TemporalConvLayer):
@@ -81,7 +84,7 @@ class TemporalConvolution(_CheckpointableTemporalLayer, TemporalConvLayer):
         _check_channels("channels", channels, norm_num_groups)
         TemporalConvLayer.__init__(self, channels, channels, norm_num_groups=norm_num_groups)
 
-    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int, context=None) -> torch.Tensor:
         return TemporalConvLayer.forward(self, hidden_states, num_frames=num_frames)
 
 
@@ -92,10 +95,21 @@ class TemporalAttention(_CheckpointableTemporalLayer, AnimateDiffTransformer3D):
     output projection starts at zero, with :class:`FramePositions` in place of the fixed-length
     position table. Attention goes through diffusers ``Attention`` processors, so SDPA, xformers
     and LoRA processors reach it like any spatial attention.
+
+    With ``cross_attention_dim``, the second attention of each layer attends to the text embeddings
+    instead of the frames, as the temporal blocks of Stable Video Diffusion do (Blattmann et al. 2023,
+    "Stable Video Diffusion", arXiv:2311.15127; diffusers' ``TemporalBasicTransformerBlock``). Its queries
+    carry the frame positions, so what the prompt says can act differently on each frame: how a prompt's
+    motion ("moving left") is read. Memory: the text is repeated for every pixel, ``(B*H*W, L, D)``.
     """
 
     def __init__(
-        self, channels: int, num_attention_heads: int = 8, norm_num_groups: int = 32, num_layers: int = 1
+        self,
+        channels: int,
+        num_attention_heads: int = 8,
+        norm_num_groups: int = 32,
+        num_layers: int = 1,
+        cross_attention_dim: int | None = None,
     ):
         _check_channels("channels", channels, norm_num_groups)
         if (
@@ -109,6 +123,14 @@ class TemporalAttention(_CheckpointableTemporalLayer, AnimateDiffTransformer3D):
             )
         if not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError(f"`num_layers` must be a positive int, got {num_layers!r}.")
+        if cross_attention_dim is not None and (
+            isinstance(cross_attention_dim, bool)
+            or not isinstance(cross_attention_dim, int)
+            or cross_attention_dim <= 0
+        ):
+            raise ValueError(
+                f"`cross_attention_dim` must be None or a positive int, got {cross_attention_dim!r}."
+            )
         AnimateDiffTransformer3D.__init__(
             self,
             num_attention_heads=num_attention_heads,
@@ -116,7 +138,8 @@ class TemporalAttention(_CheckpointableTemporalLayer, AnimateDiffTransformer3D):
             in_channels=channels,
             num_layers=num_layers,
             norm_num_groups=norm_num_groups,
-            double_self_attention=True,
+            cross_attention_dim=cross_attention_dim,
+            double_self_attention=cross_attention_dim is None,
             positional_embeddings="sinusoidal",
             num_positional_embeddings=1,
         )
@@ -125,5 +148,18 @@ class TemporalAttention(_CheckpointableTemporalLayer, AnimateDiffTransformer3D):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
-        return AnimateDiffTransformer3D.forward(self, hidden_states, num_frames=num_frames)
+    @property
+    def attends_to_text(self) -> bool:
+        """Whether the second attention of each layer reads the text (``cross_attention_dim`` given)."""
+        return self.transformer_blocks[0].attn2.is_cross_attention
+
+    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int, context=None) -> torch.Tensor:
+        text = None
+        if self.attends_to_text:
+            if context is None:
+                raise ValueError("this temporal layer attends to the text: set `context` (B, L, D) first.")
+            pixels = hidden_states.shape[-2] * hidden_states.shape[-1]
+            text = context.repeat_interleave(pixels, dim=0)  # (B*H*W, L, D), the order the layer folds pixels
+        return AnimateDiffTransformer3D.forward(
+            self, hidden_states, encoder_hidden_states=text, num_frames=num_frames
+        )

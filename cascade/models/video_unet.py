@@ -105,6 +105,9 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             motion modules, so that a ``MotionAdapter`` fits (:func:`cascade.models.motion_adapter.
             load_motion_adapter`): after each spatial attention block, and after each ResNet of the
             blocks that have no attention block (``DownBlock2D``, ``UpBlock2D``), keyed by that ResNet.
+        temporal_cross_attention: the temporal attention layers also attend to the text (their second
+            attention, whose queries carry frame positions; see
+            :class:`~cascade.models.temporal_layers.TemporalAttention`), so a prompt can steer motion.
     """
 
     _supports_gradient_checkpointing = True
@@ -119,6 +122,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         temporal_attention_heads: int = 8,
         temporal_attention_layers: int = 1,
         temporal_attention_placement: str = "attentions",
+        temporal_cross_attention: bool = False,
     ):
         super().__init__()
         if not isinstance(unet_config, dict) or "in_channels" not in unet_config:
@@ -130,6 +134,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         for name, value in (
             ("temporal_convolutions", temporal_convolutions),
             ("temporal_attention", temporal_attention),
+            ("temporal_cross_attention", temporal_cross_attention),
         ):
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be a bool, got {value!r}.")
@@ -159,6 +164,9 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
                     num_attention_heads=temporal_attention_heads,
                     norm_num_groups=groups,
                     num_layers=temporal_attention_layers,
+                    cross_attention_dim=config.get("cross_attention_dim")
+                    if temporal_cross_attention
+                    else None,
                 )
                 module.register_forward_hook(_ApplyTemporalLayer(self.temporal_attns[key]))
 
@@ -277,6 +285,8 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             )
         for layer in self.temporal_layers():
             layer.num_frames = frames
+            # Kept after the call: gradient checkpointing reruns the layers in the backward pass.
+            layer.context = encoder_hidden_states if self.config.temporal_cross_attention else None
         frames_in_batch = sample.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)
         output = self.unet(
             frames_in_batch,  # (B*F, C, H, W)
