@@ -1,5 +1,6 @@
 """The identity contract and the mechanics of inflated video UNets."""
 
+import copy
 import json
 
 import pytest
@@ -219,9 +220,16 @@ def test_temporal_cross_attention_carries_the_text_where_spatial_attention_does_
             )
     assert changes[False] == 0
     assert changes[True] > 1e-3
+    trainable_text = text.clone().requires_grad_(True)
+    video_unet(
+        sample, 10, trainable_text * 2
+    ).sample.sum().backward()  # non-leaf text, as a trained encoder's
+    copied = copy.deepcopy(video_unet)  # keeps no reference to a call's text (EMA exports deep-copy)
+    with torch.no_grad():
+        assert torch.equal(copied(sample, 10, text).sample, video_unet(sample, 10, text).sample)
     layer = TemporalAttention(32, 4, 16, cross_attention_dim=TEXT_DIM)
     layer.num_frames = 2
-    with pytest.raises(ValueError, match="attends to the text: set `context`"):
+    with pytest.raises(ValueError, match="attends to the text: pass `text`"):
         layer(torch.randn(4, 32, 2, 2))
     with pytest.raises(ValueError, match="`cross_attention_dim` must be None or a positive int"):
         TemporalAttention(32, 4, 16, cross_attention_dim=0)
@@ -276,6 +284,10 @@ def test_per_frame_timesteps_and_class_labels_match_per_frame_2d_calls():
         ({"frames": 8}, "Unknown inflation option"),
         ({"temporal_attention": "yes"}, "temporal_attention"),
         ({"temporal_cross_attention": 1}, "temporal_cross_attention"),
+        (
+            {"temporal_cross_attention": True, "temporal_attention_placement": "animatediff"},
+            "needs temporal_attention_placement='attentions'",
+        ),
     ],
 )
 def test_bad_inflation_options_are_rejected(options, match):

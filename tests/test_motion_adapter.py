@@ -131,11 +131,6 @@ def test_adapter_weights_land_only_in_temporal_attention():
             "temporal_attention_layers=2",
         ),
         ({"temporal_attention_placement": "animatediff"}, {"conv_in_channels": 9}, "PIA"),
-        (
-            {"temporal_attention_placement": "animatediff", "temporal_cross_attention": True},
-            {},
-            "temporal_cross_attention=False",
-        ),
     ],
 )
 def test_mismatched_adapters_are_rejected_before_any_weight_is_copied(inflation, adapter_options, match):

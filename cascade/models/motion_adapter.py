@@ -76,11 +76,6 @@ def load_motion_adapter(video_unet: VideoUNet, adapter: MotionAdapter) -> VideoU
         raise ValueError(f"`video_unet` must be a cascade VideoUNet, got {type(video_unet).__name__}.")
     if not isinstance(adapter, MotionAdapter):
         raise ValueError(f"`adapter` must be a diffusers MotionAdapter, got {type(adapter).__name__}.")
-    if video_unet.config.temporal_cross_attention:
-        raise ValueError(
-            "`video_unet` must be inflated with temporal_cross_attention=False: AnimateDiff motion modules "
-            "attend to frames only."
-        )
     if adapter.conv_in is not None:
         raise ValueError(
             f"`adapter` has conv_in_channels={adapter.config.conv_in_channels} (a PIA adapter); only motion "

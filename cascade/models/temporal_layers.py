@@ -57,20 +57,20 @@ class FramePositions(nn.Module):
 
 
 class _CheckpointableTemporalLayer:
-    """Runs ``_temporal_forward`` under gradient checkpointing when the model enables it. ``num_frames`` and
-    ``context`` (the text embeddings ``(B, L, D)``, for layers that attend to them) are set by
-    :class:`cascade.VideoUNet` before each forward."""
+    """Runs ``_temporal_forward`` under gradient checkpointing when the model enables it. ``num_frames`` is
+    set by :class:`cascade.VideoUNet` before each forward; ``text`` is the per-frame text embeddings
+    ``(B*F, L, D)`` the spatial block it follows was given (used by layers that attend to the text)."""
 
     gradient_checkpointing = False
     num_frames = 1
-    context = None
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # (B*F, C, H, W)
+    def forward(self, hidden_states: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        # hidden_states: (B*F, C, H, W)
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return torch.utils.checkpoint.checkpoint(
-                self._temporal_forward, hidden_states, self.num_frames, self.context, use_reentrant=False
+                self._temporal_forward, hidden_states, self.num_frames, text, use_reentrant=False
             )
-        return self._temporal_forward(hidden_states, self.num_frames, self.context)
+        return self._temporal_forward(hidden_states, self.num_frames, text)
 
 
 class TemporalConvolution(_CheckpointableTemporalLayer, TemporalConvLayer):
@@ -84,7 +84,7 @@ class TemporalConvolution(_CheckpointableTemporalLayer, TemporalConvLayer):
         _check_channels("channels", channels, norm_num_groups)
         TemporalConvLayer.__init__(self, channels, channels, norm_num_groups=norm_num_groups)
 
-    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int, context=None) -> torch.Tensor:
+    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int, text=None) -> torch.Tensor:
         return TemporalConvLayer.forward(self, hidden_states, num_frames=num_frames)
 
 
@@ -153,13 +153,14 @@ class TemporalAttention(_CheckpointableTemporalLayer, AnimateDiffTransformer3D):
         """Whether the second attention of each layer reads the text (``cross_attention_dim`` given)."""
         return self.transformer_blocks[0].attn2.is_cross_attention
 
-    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int, context=None) -> torch.Tensor:
-        text = None
+    def _temporal_forward(self, hidden_states: torch.Tensor, num_frames: int, text=None) -> torch.Tensor:
+        per_pixel = None
         if self.attends_to_text:
-            if context is None:
-                raise ValueError("this temporal layer attends to the text: set `context` (B, L, D) first.")
+            if text is None:
+                raise ValueError("this temporal layer attends to the text: pass `text` (B*F, L, D).")
             pixels = hidden_states.shape[-2] * hidden_states.shape[-1]
-            text = context.repeat_interleave(pixels, dim=0)  # (B*H*W, L, D), the order the layer folds pixels
+            per_video = text[::num_frames]  # (B, L, D): the frames of a video share their text
+            per_pixel = per_video.repeat_interleave(pixels, dim=0)  # (B*H*W, L, D), the layer's folding order
         return AnimateDiffTransformer3D.forward(
-            self, hidden_states, encoder_hidden_states=text, num_frames=num_frames
+            self, hidden_states, encoder_hidden_states=per_pixel, num_frames=num_frames
         )

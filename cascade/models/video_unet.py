@@ -34,17 +34,21 @@ class VideoUNetOutput(BaseOutput):
 
 
 class _ApplyTemporalLayer:
-    """Forward hook that passes a spatial module's output through a temporal layer."""
+    """Forward hook (``with_kwargs=True``) that passes a spatial module's output through a temporal layer,
+    with the text embeddings the spatial module was given (a transformer block's ``encoder_hidden_states``;
+    ``None`` for a ResNet). Reading them from the call, not from state, keeps gradient checkpointing's
+    recomputation and ``copy.deepcopy`` of the model exact."""
 
     def __init__(self, layer: nn.Module):
         self.layer = layer
 
-    def __call__(self, module: nn.Module, args: tuple, output):
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict, output):
+        text = kwargs.get("encoder_hidden_states")
         if isinstance(output, torch.Tensor):
-            return self.layer(output)
+            return self.layer(output, text)
         if isinstance(output, tuple):
-            return (self.layer(output[0]),) + output[1:]
-        return type(output)(sample=self.layer(output.sample))
+            return (self.layer(output[0], text),) + output[1:]
+        return type(output)(sample=self.layer(output.sample, text))
 
 
 def _spatial_modules(unet: UNet2DConditionModel) -> Iterator[tuple[str, str, nn.Module]]:
@@ -138,6 +142,11 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         ):
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be a bool, got {value!r}.")
+        if temporal_cross_attention and temporal_attention_placement != "attentions":
+            raise ValueError(
+                "`temporal_cross_attention` needs temporal_attention_placement='attentions' (the text reaches "
+                f"temporal layers through the spatial attention blocks), got {temporal_attention_placement!r}."
+            )
         if temporal_attention_placement not in ("attentions", "animatediff"):
             raise ValueError(
                 "`temporal_attention_placement` must be 'attentions' or 'animatediff', "
@@ -157,7 +166,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             channels = _output_channels(module)
             if kind != "attention" and temporal_convolutions:
                 self.temporal_convs[key] = TemporalConvolution(channels, norm_num_groups=groups)
-                module.register_forward_hook(_ApplyTemporalLayer(self.temporal_convs[key]))
+                module.register_forward_hook(_ApplyTemporalLayer(self.temporal_convs[key]), with_kwargs=True)
             if kind in attends_after and temporal_attention:  # after the temporal convolution, if any
                 self.temporal_attns[key] = TemporalAttention(
                     channels,
@@ -168,7 +177,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
                     if temporal_cross_attention
                     else None,
                 )
-                module.register_forward_hook(_ApplyTemporalLayer(self.temporal_attns[key]))
+                module.register_forward_hook(_ApplyTemporalLayer(self.temporal_attns[key]), with_kwargs=True)
 
     @property
     def in_channels(self) -> int:
@@ -285,8 +294,6 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             )
         for layer in self.temporal_layers():
             layer.num_frames = frames
-            # Kept after the call: gradient checkpointing reruns the layers in the backward pass.
-            layer.context = encoder_hidden_states if self.config.temporal_cross_attention else None
         frames_in_batch = sample.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)
         output = self.unet(
             frames_in_batch,  # (B*F, C, H, W)
