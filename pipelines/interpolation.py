@@ -11,6 +11,11 @@ sec. 3.1). This keeps the noisy input at those positions what a model trained on
 expects, and makes the given frames come out as given: bit for bit in pixel space, within the VAE's
 round-trip error in latent space (the given frames' latents are pasted, then decoded).
 
+With ``strength < 1`` sampling starts from the linear blend of the given frames noised to an
+intermediate level instead of from pure noise (SDEdit: Meng et al. 2021, "SDEdit: Guided Image
+Synthesis and Editing with Stochastic Differential Equations", arXiv:2108.01073): the model then
+corrects the blend rather than drawing the in-between frames from nothing.
+
 Long videos run in overlapping windows of output frames (co-denoising, :mod:`cascade.windows`). A
 window is ``m * factor + 1`` frames and an overlap ``j * factor + 1`` frames, so every window and
 every overlap starts and ends on a given frame: the model never extrapolates past the edge of a
@@ -129,6 +134,7 @@ class InterpolationPipeline(VideoStagePipeline):
         output_type,
         callback_on_step_end_tensor_inputs,
         decode_chunk_size,
+        strength=1.0,
     ) -> None:
         """Raises ``ValueError`` naming the first bad argument, before any model runs. ``video`` is the input
         already converted by :func:`video_to_tensor`, ``(B, 3, F, H, W)``."""
@@ -158,6 +164,13 @@ class InterpolationPipeline(VideoStagePipeline):
             )
         check_positive_int("interpolation_factor", interpolation_factor)
         check_window(window, window_overlap, interpolation_factor)
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0 < strength <= 1:
+            raise ValueError(f"`strength` must be a number in (0, 1], got {strength!r}.")
+        if isinstance(num_inference_steps, int) and int(num_inference_steps * strength) < 1:
+            raise ValueError(
+                f"`strength`={strength} leaves no step of num_inference_steps={num_inference_steps}; "
+                "raise either."
+            )
         factor = self.vae_scale_factor
         length = interpolated_length(num_frames, interpolation_factor)
         self.check_sampling_inputs(
@@ -180,6 +193,19 @@ class InterpolationPipeline(VideoStagePipeline):
             return pixels
         return encode_video(self.vae, pixels.to(self.vae.dtype), chunk_size)
 
+    def noised_blend(
+        self, known: torch.Tensor, factor: int, noise: torch.Tensor, num_inference_steps: int, begin: int
+    ) -> torch.Tensor:
+        """The linear blend of the given frames ``(B, C, F, h, w)``, ``(B, C, F', h, w)``, noised with ``noise``
+        to the level of step ``begin`` of ``num_inference_steps`` (SDEdit's starting point)."""
+        blend, _ = masked_frame_conditioning(known, factor, "blend")  # (B, C, F', h, w)
+        self.scheduler.set_timesteps(num_inference_steps, device=known.device)
+        first = begin * self.scheduler.order
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(first)
+        start = self.scheduler.timesteps[first : first + 1].repeat(blend.shape[0])  # (B,)
+        return self.scheduler.add_noise(blend, noise, start)
+
     def known_frames_after_step(self, known: torch.Tensor, noise: torch.Tensor, step: int) -> torch.Tensor:
         """The given frames ``(B, C, F, h, w)`` at the noise level of the sample after denoising step ``step``:
         noised with ``noise`` to the next timestep, or clean after the last step."""
@@ -197,6 +223,7 @@ class InterpolationPipeline(VideoStagePipeline):
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int = 25,
         guidance_scale: float = 4.0,
+        strength: float = 1.0,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -222,12 +249,15 @@ class InterpolationPipeline(VideoStagePipeline):
             interpolation_factor: output frames per input interval; ``factor - 1`` new frames go between
                 each pair of given frames.
             negative_prompt: what guidance steers away from; the empty prompt when ``None``.
-            num_inference_steps: denoising steps.
+            num_inference_steps: denoising steps (of which ``int(num_inference_steps * strength)`` run).
             guidance_scale: classifier-free guidance weight; guidance is off at 1 or less. Lower than for
                 keyframes by default, since the given frames already fix most of the content.
+            strength: in (0, 1]; below 1, sampling starts from the linear blend of the given frames noised to
+                the level ``strength`` of the way up the schedule (SDEdit) instead of from pure noise.
             num_videos_per_prompt: interpolations generated for each (prompt, video) pair.
             generator: a generator, or one per output video, for reproducible noise.
-            latents: starting noise ``(B * num_videos_per_prompt, C, F', h, w)``.
+            latents: starting noise ``(B * num_videos_per_prompt, C, F', h, w)`` (with ``strength < 1``, the
+                noise added to the blend).
             prompt_embeds, negative_prompt_embeds: precomputed text embeddings ``(B, L, D)``.
             window: output frames the UNet sees at once, ``m * interpolation_factor + 1`` (all when ``None``),
                 so that memory is bounded for long videos; typically the length the model was trained on.
@@ -265,6 +295,7 @@ class InterpolationPipeline(VideoStagePipeline):
             output_type,
             callback_on_step_end_tensor_inputs,
             decode_chunk_size,
+            strength,
         )
         factor = interpolation_factor
         if window is not None and window_overlap is None:
@@ -289,10 +320,15 @@ class InterpolationPipeline(VideoStagePipeline):
         )  # (B, C, F', h, w), (B, 1, F', h, w)
         latents = self.prepare_latents(frames.shape, prompt_embeds.dtype, device, generator, latents)
         noise = latents[:, :, ::factor] / self.scheduler.init_noise_sigma  # (B, C, F, h, w)
+        begin = num_inference_steps - int(num_inference_steps * strength)
+        if begin:
+            latents = self.noised_blend(
+                known, factor, latents / self.scheduler.init_noise_sigma, num_inference_steps, begin
+            )
 
         def replace_known_frames(pipe, step, timestep, tensors):
             replaced = tensors["latents"].clone()  # (B, C, F', h, w)
-            replaced[:, :, ::factor] = self.known_frames_after_step(known, noise, step)
+            replaced[:, :, ::factor] = self.known_frames_after_step(known, noise, begin + step)
             if callback_on_step_end is None:
                 return {"latents": replaced}
             visible = {**tensors, "latents": replaced}
@@ -310,6 +346,7 @@ class InterpolationPipeline(VideoStagePipeline):
             window_overlap=window_overlap or 0,
             callback_on_step_end=replace_known_frames,
             callback_on_step_end_tensor_inputs=["latents", *callback_on_step_end_tensor_inputs],
+            begin_step=begin,
         )  # (B, C, F', h, w)
 
         if output_type == "latent":

@@ -226,8 +226,11 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         window_overlap: int = 0,
         callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        begin_step: int = 0,
     ) -> torch.Tensor:
-        """Runs the scheduler from noise ``latents`` ``(B, C, F, h, w)`` to a clean sample.
+        """Runs the scheduler from noise ``latents`` ``(B, C, F, h, w)`` to a clean sample; from step
+        ``begin_step`` of ``num_inference_steps`` (``latents`` then at that step's noise level), as diffusers'
+        image-to-image pipelines do.
 
         ``conditioning`` ``(B, k, F, h, w)`` is concatenated to the model input as the UNet's extra input
         channels; ``class_labels`` ``(B,)`` go to its class embedding. The UNet sees ``window`` frames at a
@@ -236,7 +239,9 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         ``self.guidance_scale``.
         """
         self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
-        timesteps = self.scheduler.timesteps
+        timesteps = self.scheduler.timesteps[begin_step * self.scheduler.order :]
+        if begin_step and hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(begin_step * self.scheduler.order)
         self._num_timesteps = len(timesteps)
         step_parameters = inspect.signature(self.scheduler.step).parameters
         step_kwargs = {"generator": generator} if "generator" in step_parameters else {}

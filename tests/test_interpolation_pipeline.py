@@ -168,6 +168,28 @@ def test_a_blend_filled_pipeline_feeds_the_blend_and_keeps_its_fill_when_saved(t
         make_pipeline(conditioning_fill="linear")
 
 
+def test_strength_starts_from_the_noised_blend_and_runs_that_share_of_the_steps(pixel_pipe):
+    video = make_video(pixel_pipe)
+    noise = torch.randn(1, 3, 5, 8, 8, generator=torch.Generator().manual_seed(5))
+    inputs, handle = capture_unet_inputs(pixel_pipe)
+    try:
+        frames = interpolate(pixel_pipe, video, num_inference_steps=4, strength=0.5, latents=noise)
+    finally:
+        handle.remove()
+    assert len(inputs) == 2  # int(4 * 0.5) steps
+    scheduler = pixel_pipe.scheduler
+    scheduler.set_timesteps(4)
+    blend, _ = masked_frame_conditioning(given_latents(pixel_pipe, video), 2, fill="blend")
+    expected = scheduler.add_noise(blend, noise, scheduler.timesteps[2:3])  # DDIM: inputs are not scaled
+    torch.testing.assert_close(inputs[0][:1, :3], expected, atol=1e-6, rtol=0)
+    full = interpolate(pixel_pipe, video, num_inference_steps=4, latents=noise)
+    assert np.array_equal(frames[:, ::2], full[:, ::2])  # the given frames still come out as given
+    assert np.abs(frames[:, 1::2] - full[:, 1::2]).max() > 1e-3
+    for strength, match in ((0.0, "`strength` must be a number in \\(0, 1\\]"), (0.1, "leaves no step")):
+        with pytest.raises(ValueError, match=match):
+            interpolate(pixel_pipe, video, num_inference_steps=4, strength=strength)
+
+
 def test_given_frames_are_replaced_by_their_noised_values_after_each_step(pixel_pipe):
     video = make_video(pixel_pipe)
     noise = torch.randn(1, 3, 5, 8, 8, generator=torch.Generator().manual_seed(5))
