@@ -164,13 +164,6 @@ class InterpolationPipeline(VideoStagePipeline):
             )
         check_positive_int("interpolation_factor", interpolation_factor)
         check_window(window, window_overlap, interpolation_factor)
-        if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0 < strength <= 1:
-            raise ValueError(f"`strength` must be a number in (0, 1], got {strength!r}.")
-        if isinstance(num_inference_steps, int) and int(num_inference_steps * strength) < 1:
-            raise ValueError(
-                f"`strength`={strength} leaves no step of num_inference_steps={num_inference_steps}; "
-                "raise either."
-            )
         factor = self.vae_scale_factor
         length = interpolated_length(num_frames, interpolation_factor)
         self.check_sampling_inputs(
@@ -185,6 +178,13 @@ class InterpolationPipeline(VideoStagePipeline):
             callback_on_step_end_tensor_inputs,
             decode_chunk_size,
         )
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0 < strength <= 1:
+            raise ValueError(f"`strength` must be a number in (0, 1], got {strength!r}.")
+        if int(num_inference_steps * strength) < 1:
+            raise ValueError(
+                f"`strength`={strength} leaves no step of num_inference_steps={num_inference_steps}; "
+                "raise either."
+            )
 
     def encode_frames(self, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
         """The given frames ``(B, 3, F, H, W)`` in [-1, 1] as the sample holds them: VAE latents
