@@ -130,6 +130,7 @@ INFLATION_OPTIONS = {  # option -> (check, what it must be)
     "temporal_attention_heads": (lambda value: _is_int(value, 1), "an int >= 1"),
     "temporal_attention_layers": (lambda value: _is_int(value, 1), "an int >= 1"),
     "temporal_attention_placement": (lambda value: value in PLACEMENTS, f"one of {', '.join(PLACEMENTS)}"),
+    "temporal_cross_attention": (lambda value: isinstance(value, bool), "true or false"),
     "num_class_embeds": (lambda value: _is_int(value, 1), "an int >= 1"),
 }
 
