@@ -180,11 +180,6 @@ class InterpolationPipeline(VideoStagePipeline):
         )
         if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0 < strength <= 1:
             raise ValueError(f"`strength` must be a number in (0, 1], got {strength!r}.")
-        if int(num_inference_steps * strength) < 1:
-            raise ValueError(
-                f"`strength`={strength} leaves no step of num_inference_steps={num_inference_steps}; "
-                "raise either."
-            )
 
     def encode_frames(self, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
         """The given frames ``(B, 3, F, H, W)`` in [-1, 1] as the sample holds them: VAE latents
@@ -249,7 +244,8 @@ class InterpolationPipeline(VideoStagePipeline):
             interpolation_factor: output frames per input interval; ``factor - 1`` new frames go between
                 each pair of given frames.
             negative_prompt: what guidance steers away from; the empty prompt when ``None``.
-            num_inference_steps: denoising steps (of which ``int(num_inference_steps * strength)`` run).
+            num_inference_steps: denoising steps (of which ``int(num_inference_steps * strength)`` run, at
+                least one).
             guidance_scale: classifier-free guidance weight; guidance is off at 1 or less. Lower than for
                 keyframes by default, since the given frames already fix most of the content.
             strength: in (0, 1]; below 1, sampling starts from the linear blend of the given frames noised to
@@ -320,7 +316,7 @@ class InterpolationPipeline(VideoStagePipeline):
         )  # (B, C, F', h, w), (B, 1, F', h, w)
         latents = self.prepare_latents(frames.shape, prompt_embeds.dtype, device, generator, latents)
         noise = latents[:, :, ::factor] / self.scheduler.init_noise_sigma  # (B, C, F, h, w)
-        begin = num_inference_steps - int(num_inference_steps * strength)
+        begin = num_inference_steps - max(1, int(num_inference_steps * strength))  # at least one step runs
         if begin:
             latents = self.noised_blend(
                 known, factor, latents / self.scheduler.init_noise_sigma, num_inference_steps, begin

@@ -185,8 +185,14 @@ def test_strength_starts_from_the_noised_blend_and_runs_that_share_of_the_steps(
     full = interpolate(pixel_pipe, video, num_inference_steps=4, latents=noise)
     assert np.array_equal(frames[:, ::2], full[:, ::2])  # the given frames still come out as given
     assert np.abs(frames[:, 1::2] - full[:, 1::2]).max() > 1e-3
-    for strength, match in ((0.0, "`strength` must be a number in \\(0, 1\\]"), (0.1, "leaves no step")):
-        with pytest.raises(ValueError, match=match):
+    inputs, handle = capture_unet_inputs(pixel_pipe)
+    try:
+        interpolate(pixel_pipe, video, num_inference_steps=4, strength=0.1)
+    finally:
+        handle.remove()
+    assert len(inputs) == 1  # int(4 * 0.1) = 0, but at least one step runs
+    for strength in (0.0, 1.5, True):
+        with pytest.raises(ValueError, match="`strength` must be a number in \\(0, 1\\]"):
             interpolate(pixel_pipe, video, num_inference_steps=4, strength=strength)
 
 

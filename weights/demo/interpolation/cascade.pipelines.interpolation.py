@@ -1,0 +1,1 @@
+from cascade.pipelines.interpolation import InterpolationPipeline

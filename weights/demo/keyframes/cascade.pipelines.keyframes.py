@@ -1,0 +1,1 @@
+from cascade.pipelines.keyframes import KeyframesPipeline

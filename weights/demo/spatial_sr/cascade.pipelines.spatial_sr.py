@@ -1,0 +1,1 @@
+from cascade.pipelines.spatial_sr import SpatialSRPipeline

@@ -1,0 +1,1 @@
+from cascade.pipelines.spatiotemporal_sr import SpatioTemporalSRPipeline
