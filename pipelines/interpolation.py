@@ -189,12 +189,11 @@ class InterpolationPipeline(VideoStagePipeline):
         return encode_video(self.vae, pixels.to(self.vae.dtype), chunk_size)
 
     def noised_blend(
-        self, known: torch.Tensor, factor: int, noise: torch.Tensor, num_inference_steps: int, begin: int
+        self, blend: torch.Tensor, noise: torch.Tensor, num_inference_steps: int, begin: int
     ) -> torch.Tensor:
-        """The linear blend of the given frames ``(B, C, F, h, w)``, ``(B, C, F', h, w)``, noised with ``noise``
-        to the level of step ``begin`` of ``num_inference_steps`` (SDEdit's starting point)."""
-        blend, _ = masked_frame_conditioning(known, factor, "blend")  # (B, C, F', h, w)
-        self.scheduler.set_timesteps(num_inference_steps, device=known.device)
+        """The linear blend of the given frames ``(B, C, F', h, w)`` noised with ``noise`` to the level of step
+        ``begin`` of ``num_inference_steps`` (SDEdit's starting point)."""
+        self.scheduler.set_timesteps(num_inference_steps, device=blend.device)
         first = begin * self.scheduler.order
         if hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(first)
@@ -315,12 +314,16 @@ class InterpolationPipeline(VideoStagePipeline):
             known, factor, self.config.conditioning_fill
         )  # (B, C, F', h, w), (B, 1, F', h, w)
         latents = self.prepare_latents(frames.shape, prompt_embeds.dtype, device, generator, latents)
-        noise = latents[:, :, ::factor] / self.scheduler.init_noise_sigma  # (B, C, F, h, w)
+        all_noise = latents / self.scheduler.init_noise_sigma  # (B, C, F', h, w)
+        noise = all_noise[:, :, ::factor]  # (B, C, F, h, w): the given frames' noise
         begin = num_inference_steps - max(1, int(num_inference_steps * strength))  # at least one step runs
         if begin:
-            latents = self.noised_blend(
-                known, factor, latents / self.scheduler.init_noise_sigma, num_inference_steps, begin
+            blend = (  # (B, C, F', h, w): the conditioning already is the blend when the model was trained so
+                frames
+                if self.config.conditioning_fill == "blend"
+                else masked_frame_conditioning(known, factor, "blend")[0]
             )
+            latents = self.noised_blend(blend, all_noise, num_inference_steps, begin)
 
         def replace_known_frames(pipe, step, timestep, tensors):
             replaced = tensors["latents"].clone()  # (B, C, F', h, w)
