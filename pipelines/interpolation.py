@@ -193,11 +193,9 @@ class InterpolationPipeline(VideoStagePipeline):
     ) -> torch.Tensor:
         """The linear blend of the given frames ``(B, C, F', h, w)`` noised with ``noise`` to the level of step
         ``begin`` of ``num_inference_steps`` (SDEdit's starting point)."""
-        self.scheduler.set_timesteps(num_inference_steps, device=blend.device)
-        first = begin * self.scheduler.order
-        if hasattr(self.scheduler, "set_begin_index"):
-            self.scheduler.set_begin_index(first)
-        start = self.scheduler.timesteps[first : first + 1].repeat(blend.shape[0])  # (B,)
+        start = self.timesteps_from(num_inference_steps, begin, blend.device)[:1].repeat(
+            blend.shape[0]
+        )  # (B,)
         return self.scheduler.add_noise(blend, noise, start)
 
     def known_frames_after_step(self, known: torch.Tensor, noise: torch.Tensor, step: int) -> torch.Tensor:

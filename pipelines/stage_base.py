@@ -207,6 +207,15 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
             latents = latents.to(device=device, dtype=dtype)
         return latents * self.scheduler.init_noise_sigma
 
+    def timesteps_from(self, num_inference_steps: int, begin_step: int, device) -> torch.Tensor:
+        """Sets the scheduler to ``num_inference_steps`` and returns its timesteps from step ``begin_step``
+        on, the scheduler told to start there (diffusers' ``set_begin_index``) when ``begin_step > 0``."""
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        first = begin_step * self.scheduler.order
+        if first and hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(first)
+        return self.scheduler.timesteps[first:]
+
     def decode(self, latents: torch.Tensor, decode_chunk_size: int | None) -> torch.Tensor:
         """Pixels ``(B, 3, F, H, W)`` in [-1, 1] from the denoised sample."""
         if self.vae is None:
@@ -238,10 +247,7 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         ``None``; then ``latents`` may also be images ``(B, C, h, w)`` for a 2D UNet). Guidance uses
         ``self.guidance_scale``.
         """
-        self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
-        timesteps = self.scheduler.timesteps[begin_step * self.scheduler.order :]
-        if begin_step and hasattr(self.scheduler, "set_begin_index"):
-            self.scheduler.set_begin_index(begin_step * self.scheduler.order)
+        timesteps = self.timesteps_from(num_inference_steps, begin_step, latents.device)
         self._num_timesteps = len(timesteps)
         step_parameters = inspect.signature(self.scheduler.step).parameters
         step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
