@@ -1,12 +1,13 @@
 """``ShapesDataset``: shapes-world clips rendered on the fly as a torch ``Dataset``."""
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from ._checks import check_positive_int
 from .frame_transforms import frames_to_tensor
 from .shapes_render import render_clip
-from .shapes_world import ShapesWorld, frame_times
+from .shapes_world import ShapeParams, ShapesWorld, frame_times, sample_params
 
 
 class ShapesDataset(Dataset):
@@ -51,16 +52,36 @@ class ShapesDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict:
-        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < self.length:
-            raise IndexError(f"`index` must be in [0, {self.length}), got {index!r}.")
+        self._check_index(index)
         params = self.world[index]
-        frames = render_clip(params, self.num_frames, self.height, self.width, self.time_span)  # (F, H, W, 3)
-        if self.window is not None:
-            offsets = np.random.default_rng((self.world.seed, int(index), 1))
-            first = int(offsets.integers(self.num_frames - self.window + 1))
-            frames = frames[first : first + self.window]  # (window, H, W, 3)
         return {
-            "pixel_values": frames_to_tensor(frames),
+            "pixel_values": self._render(params, np.random.default_rng((self.world.seed, int(index), 1))),
             "caption": params.caption,
             "params": params.to_dict(),
         }
+
+    def same_caption(self, index: int, count: int) -> torch.Tensor:  # (count, C, F, H, W)
+        """``count`` other clips with item ``index``'s caption (colour, shape and direction), their size,
+        start and travel drawn anew from ``(seed, index)``: samples of the same conditional distribution,
+        e.g. the reference batch of a stable target field (:mod:`cascade.training.stable_target`)."""
+        self._check_index(index)
+        count = check_positive_int("count", count)
+        params = self.world[index]
+        rng = np.random.default_rng((self.world.seed, int(index), 2))
+        clips = [
+            self._render(sample_params(rng, params.color, params.shape, params.direction), rng)
+            for _ in range(count)
+        ]
+        return torch.stack(clips)
+
+    def _check_index(self, index) -> None:
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < self.length:
+            raise IndexError(f"`index` must be in [0, {self.length}), got {index!r}.")
+
+    def _render(self, params: ShapeParams, offsets: np.random.Generator) -> torch.Tensor:  # (C, F, H, W)
+        """The clip of ``params`` in [-1, 1]; with ``window``, at an offset drawn from ``offsets``."""
+        frames = render_clip(params, self.num_frames, self.height, self.width, self.time_span)  # (F, H, W, 3)
+        if self.window is not None:
+            first = int(offsets.integers(self.num_frames - self.window + 1))
+            frames = frames[first : first + self.window]  # (window, H, W, 3)
+        return frames_to_tensor(frames)

@@ -45,6 +45,9 @@ class TrainingConfig:
             ``high_noise_portion`` of the schedule is drawn ``high_noise_weight`` times as often (the "later"
             timestep bias of diffusers' SDXL training script); what a prompt decides about a clip's layout
             and motion is learned there. ``high_noise_weight=1`` is uniform.
+        reference_clips: ``keyframes`` stage: with ``K > 0``, the target is the stable target field (Xu et al.
+            2023, :mod:`cascade.training.stable_target`) over each clip and ``K`` other clips with its
+            caption, which the dataset draws (``same_caption``); 0: the ordinary target.
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``, passed to ``Accelerator``.
         gradient_checkpointing: recompute activations in the backward pass (spatial and temporal layers).
         image_every: joint image-video training (Ho et al. 2022, "Video Diffusion Models", sec. 3.2): every
@@ -86,6 +89,7 @@ class TrainingConfig:
     caption_dropout: float = 0.1
     high_noise_weight: float = 1.0
     high_noise_portion: float = 0.25
+    reference_clips: int = 0
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     image_every: int = 0
@@ -117,7 +121,14 @@ class TrainingConfig:
                 fail(name, "an int >= 1")
         if not is_int(self.upscale_factor) or self.upscale_factor < 1:
             fail("upscale_factor", "an int >= 1")
-        for name in ("lr_warmup_steps", "checkpoint_every", "seed", "num_workers", "image_every"):
+        for name in (
+            "lr_warmup_steps",
+            "checkpoint_every",
+            "seed",
+            "num_workers",
+            "image_every",
+            "reference_clips",
+        ):
             if not is_int(getattr(self, name)) or getattr(self, name) < 0:
                 fail(name, "an int >= 0")
         if not is_int(self.max_noise_level) or not 0 <= self.max_noise_level < 1000:
@@ -156,6 +167,11 @@ class TrainingConfig:
         if self.stage in IMAGE_STAGES and (self.freeze_spatial or self.image_every):
             name = "freeze_spatial" if self.freeze_spatial else "image_every"
             fail(name, f"off for the 2D stage {self.stage!r} (it has no temporal layers)")
+        if self.reference_clips and self.stage != "keyframes":
+            fail(
+                "reference_clips",
+                f"0 for the {self.stage!r} stage (only keyframes are conditioned on text alone)",
+            )
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

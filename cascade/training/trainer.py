@@ -47,6 +47,7 @@ from cascade.distributed import processes_on_cpu
 from cascade.models import VideoUNet
 
 from .config import IMAGE_STAGES, PREDICTION_TYPES, SUPER_RESOLUTION_STAGES, TrainingConfig
+from .stable_target import ReferenceClips, stable_training_target
 from .stage_inputs import stage_inputs
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -232,6 +233,8 @@ class StageTrainer:
                     f"`{name}` must hold at least one batch of batch_size * processes = {global_batch} items, "
                     f"got {len(data)}."
                 )
+        if config.reference_clips:
+            dataset = ReferenceClips(dataset, config.reference_clips)
         self.dataset, self.image_dataset = dataset, image_dataset
         self.step = 0
         self.micro_batches = 0
@@ -293,10 +296,25 @@ class StageTrainer:
         noise = torch.randn(sample.shape).to(sample)  # drawn on the CPU: reproducible
         timesteps = self._draw_timesteps(sample.shape[0]).to(sample.device)  # one per video (image)
         noisy = self.noise_scheduler.add_noise(sample, noise, timesteps)
-        target = training_target(self.noise_scheduler, sample, noise, timesteps)
+        if "reference_values" in batch:
+            references = self._reference_samples(batch["reference_values"])  # (B, K, C, F, h, w)
+            unconditional = torch.tensor(dropped, device=sample.device)  # (B,)
+            target = stable_training_target(
+                self.noise_scheduler, sample, noise, timesteps, references, unconditional
+            )
+        else:
+            target = training_target(self.noise_scheduler, sample, noise, timesteps)
         model_input = noisy if conditioning is None else torch.cat([noisy, conditioning.to(noisy)], dim=1)
         prediction = self.unet(model_input, timesteps, text, class_labels=labels).sample
         return F.mse_loss(prediction.float(), target.float())
+
+    @torch.no_grad()
+    def _reference_samples(self, clips: torch.Tensor) -> torch.Tensor:
+        """Reference clips ``(B, K, 3, F, H, W)`` as samples ``(B, K, C, F, h, w)``: encoded when in latent space."""
+        batch, count = clips.shape[:2]
+        flat = clips.flatten(0, 1).to(self.accelerator.device)  # (B * K, 3, F, H, W)
+        samples = stage_inputs(self.config, flat, self.vae, self.low_res_scheduler).sample
+        return samples.unflatten(0, (batch, count))
 
     def _draw_timesteps(self, count: int) -> torch.Tensor:
         """``count`` training timesteps: uniform, or with the noisiest ``high_noise_portion`` of the schedule
