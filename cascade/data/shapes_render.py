@@ -6,10 +6,12 @@ on a regular ``SUPERSAMPLING x SUPERSAMPLING`` grid of sample points per pixel; 
 high-resolution render therefore approximately equals a direct low-resolution render.
 """
 
+from numbers import Real
+
 import numpy as np
 
-from ._checks import check_positive_int
-from .shapes_world import BACKGROUND_RGB, ShapeParams, frame_times
+from ._checks import check_choice, check_positive_int
+from .shapes_world import BACKGROUND_RGB, SHAPES, ShapeParams, frame_times
 
 SUPERSAMPLING = 16
 
@@ -31,18 +33,34 @@ def shape_coverage(params: ShapeParams, t: float, height: int, width: int) -> np
     height = check_positive_int("height", height)
     width = check_positive_int("width", width)
     center_x, center_y = params.center_at(float(t))
-    cx, cy = center_x * width, center_y * height  # pixels; pixel i spans [i, i + 1)
     half = params.size * min(height, width) / 2
+    return pixel_coverage(params.shape, center_x * width, center_y * height, half, height, width)
+
+
+def pixel_coverage(
+    shape: str, center_x: float, center_y: float, half: float, height: int, width: int
+) -> np.ndarray:
+    """Fraction of each pixel of an ``(height, width)`` frame covered by ``shape`` whose bounding square has
+    its centre at ``(center_x, center_y)`` and half-side ``half``, all in pixels (pixel ``i`` spans
+    ``[i, i + 1)``); shape ``(H, W)``. The part outside the frame is cut off."""
+    check_choice("shape", shape, SHAPES)
+    for name, value in (("center_x", center_x), ("center_y", center_y), ("half", half)):
+        if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
+            raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+    if half < 0:
+        raise ValueError(f"`half` must be >= 0, got {half!r}.")
+    height = check_positive_int("height", height)
+    width = check_positive_int("width", width)
     coverage = np.zeros((height, width))  # (H, W)
     # Only the pixels that the bounding square touches need samples.
-    x0, x1 = max(int(np.floor(cx - half)), 0), min(int(np.ceil(cx + half)), width)
-    y0, y1 = max(int(np.floor(cy - half)), 0), min(int(np.ceil(cy + half)), height)
+    x0, x1 = max(int(np.floor(center_x - half)), 0), min(int(np.ceil(center_x + half)), width)
+    y0, y1 = max(int(np.floor(center_y - half)), 0), min(int(np.ceil(center_y + half)), height)
     if x0 >= x1 or y0 >= y1:
         return coverage
     offsets = (np.arange(SUPERSAMPLING) + 0.5) / SUPERSAMPLING
     xs = (np.arange(x0, x1)[:, None] + offsets).ravel()  # (w * s,)
     ys = (np.arange(y0, y1)[:, None] + offsets).ravel()  # (h * s,)
-    hits = _inside(params.shape, xs[None, :] - cx, ys[:, None] - cy, half)  # (h * s, w * s)
+    hits = _inside(shape, xs[None, :] - center_x, ys[:, None] - center_y, half)  # (h * s, w * s)
     hits = hits.reshape(y1 - y0, SUPERSAMPLING, x1 - x0, SUPERSAMPLING)
     coverage[y0:y1, x0:x1] = hits.mean(axis=(1, 3))
     return coverage
