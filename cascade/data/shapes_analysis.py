@@ -111,8 +111,8 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
 
 
 def analyze_frame(frame) -> FrameAnalysis:
-    """Estimates colour, shape, centroid, fill ratio and area of the shape in ``frame``
-    ``(H, W, 3)``, RGB in [0, 1] (numpy array or anything ``np.asarray`` accepts)."""
+    """Estimates colour, shape (with each shape's template mismatch), centroid and area of the shape in
+    ``frame`` ``(H, W, 3)``, RGB in [0, 1] (numpy array or anything ``np.asarray`` accepts)."""
     frame = check_rgb_frames("frame", frame, ndim=3)  # (H, W, 3)
     height, width, _ = frame.shape
     background = np.median(frame.reshape(-1, 3), axis=0)  # (3,)
