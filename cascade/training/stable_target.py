@@ -11,9 +11,9 @@ caption, each weighted by how likely it makes ``x_t``:
 
 At low noise the weights fall on the drawn ``x0`` and the target is the ordinary one; at the noisiest
 levels they are nearly uniform and the target is the reference set's mean, whose variance is the
-set's size times smaller. That is where a keyframes model learns what the text says about motion, and
-where, with one sampled clip per caption, the direction word's effect on the loss is buried in the
-spread of clips (see the README's diagnosis of the demo's direction).
+set's size times smaller. The optimum is unchanged; only the gradient's noise shrinks, most at the
+noisiest levels, where a keyframes model learns what the text says about layout and motion. (On the demo
+it did not by itself make the keyframes follow the direction word: see the README's diagnosis.)
 
 Samples whose caption was dropped for classifier-free guidance are weighted over every sample of the
 batch and its references: the unconditional distribution.
