@@ -12,7 +12,7 @@ _MODULE_OF = {
     "TrainingConfig": "cascade.training.config",
     "StageTrainer": "cascade.training.trainer",
     "latest_checkpoint": "cascade.training.trainer",
-    "training_target": "cascade.training.trainer",
+    "training_target": "cascade.training.targets",
     "Recipe": "cascade.training.recipe",
     "load_recipe": "cascade.training.recipe",
     "run_recipe": "cascade.training.recipe",

@@ -23,7 +23,7 @@ import torch
 from diffusers import DDPMScheduler
 from torch.utils.data import Dataset
 
-from .config import PREDICTION_TYPES
+from .targets import training_target
 
 
 class ReferenceClips(Dataset):
@@ -87,7 +87,7 @@ def stable_training_target(
     references: torch.Tensor,
     unconditional: torch.Tensor,
 ) -> torch.Tensor:
-    """The stable-target-field version of :func:`~cascade.training.trainer.training_target`.
+    """The stable-target-field version of :func:`~cascade.training.targets.training_target`.
 
     Args:
         scheduler: its ``alphas_cumprod`` and ``prediction_type`` (``epsilon`` or ``v_prediction``).
@@ -99,11 +99,6 @@ def stable_training_target(
     Returns the target ``(B, C, F, H, W)``: ``eps`` and ``v`` of the weighted clean sample ``x0_target`` that
     give the same noisy sample, ``eps_target = eps + sqrt(a) / sqrt(1 - a) (x0 - x0_target)``.
     """
-    kind = scheduler.config.prediction_type
-    if kind not in PREDICTION_TYPES:
-        raise ValueError(
-            f"`prediction_type` of the scheduler must be one of {list(PREDICTION_TYPES)}, got {kind!r}."
-        )
     batch, count = sample.shape[0], references.shape[1]
     if references.shape[0] != batch or references.shape[2:] != sample.shape[1:]:
         raise ValueError(
@@ -125,7 +120,4 @@ def stable_training_target(
     ratio = (alphas_cumprod.double() / (1 - alphas_cumprod.double())).sqrt()  # (B,)
     shift = ratio.view(-1, *[1] * (sample.ndim - 1)) * (sample.double() - target_sample)  # in float64: the
     target_noise = noise + shift.to(noise.dtype)  # ratio reaches ~150 at the lowest noise levels
-    target_sample = target_sample.to(sample.dtype)
-    if kind == "epsilon":
-        return target_noise
-    return scheduler.get_velocity(target_sample, target_noise, timesteps)
+    return training_target(scheduler, target_sample.to(sample.dtype), target_noise, timesteps)

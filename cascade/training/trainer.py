@@ -46,9 +46,10 @@ from cascade.atomic_write import write_atomically
 from cascade.distributed import processes_on_cpu
 from cascade.models import VideoUNet
 
-from .config import IMAGE_STAGES, PREDICTION_TYPES, SUPER_RESOLUTION_STAGES, TrainingConfig
+from .config import IMAGE_STAGES, SUPER_RESOLUTION_STAGES, TrainingConfig
 from .stable_target import ReferenceClips, stable_training_target
 from .stage_inputs import stage_inputs
+from .targets import training_target
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINING_STATE = "training_state.json"
@@ -62,22 +63,6 @@ def timestep_weights(levels: int, config: TrainingConfig) -> torch.Tensor:  # (l
     weights = torch.ones(levels)
     weights[levels - max(1, round(levels * config.high_noise_portion)) :] = config.high_noise_weight
     return weights
-
-
-def training_target(
-    scheduler: DDPMScheduler, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
-) -> torch.Tensor:
-    """What the UNet learns to predict for ``sample`` ``(B, C, F, H, W)`` noised by ``noise`` (same shape)
-    at ``timesteps`` ``(B,)``: the noise (``epsilon``) or ``v`` (``v_prediction``, Salimans & Ho 2022),
-    by the scheduler's ``prediction_type``."""
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise
-    if kind == "v_prediction":
-        return scheduler.get_velocity(sample, noise, timesteps)
-    raise ValueError(
-        f"`prediction_type` of the scheduler must be one of {list(PREDICTION_TYPES)}, got {kind!r}."
-    )
 
 
 def _frames_as_images(video: torch.Tensor | None) -> torch.Tensor | None:
