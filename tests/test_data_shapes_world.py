@@ -110,6 +110,27 @@ def test_rendering_is_anti_aliased():
     np.testing.assert_allclose(coverage[3, 3], 0.25)
 
 
+def test_sub_world_fixes_colour_and_shape_and_keeps_the_rest_of_each_clip():
+    whole, red_circles = ShapesWorld(7), ShapesWorld(7, color="red", shape="circle")
+    directions = set()
+    for index in range(40):
+        clip, fixed = whole[index], red_circles[index]
+        assert (fixed.color, fixed.shape) == ("red", "circle")
+        # The same draws: only the fixed categories differ from the whole world's clip.
+        assert (fixed.direction, fixed.size, fixed.start_x, fixed.start_y, fixed.distance) == (
+            clip.direction,
+            clip.size,
+            clip.start_x,
+            clip.start_y,
+            clip.distance,
+        )
+        directions.add(fixed.direction)
+    assert directions == set(DIRECTIONS)
+    assert {ShapesWorld(7, shape="square")[i].color for i in range(40)} == set(COLORS)
+    dataset = ShapesDataset(length=4, num_frames=3, height=8, width=8, seed=7, color="blue")
+    assert all(parse_caption(dataset[i]["caption"])["color"] == "blue" for i in range(4))
+
+
 def test_shapes_dataset_items_and_batches():
     dataset = ShapesDataset(length=6, num_frames=4, height=12, width=16, seed=2)
     item = dataset[3]
@@ -140,3 +161,7 @@ def test_invalid_arguments_raise_value_error():
         ShapesDataset(length=0)
     with pytest.raises(ValueError, match="seed"):
         ShapesWorld(seed=-1)
+    with pytest.raises(ValueError, match="color.*purple"):
+        ShapesWorld(color="purple")
+    with pytest.raises(ValueError, match="shape.*hexagon"):
+        ShapesDataset(length=2, shape="hexagon")

@@ -3,7 +3,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from cascade.data import ShapesDataset, parse_caption
+from cascade.data import PALETTE, ShapesDataset, parse_caption
 from cascade.tiny_models import tiny_keyframes_components
 from cascade.training import StageTrainer, TrainingConfig, training_target
 from cascade.training.stable_target import ReferenceClips, posterior_weights, stable_training_target
@@ -110,6 +110,19 @@ def test_stable_target_rejects_bad_input():
         )
 
 
+def assert_shows(clip: torch.Tensor, caption: str) -> None:
+    """``clip`` ``(C, F, H, W)`` in [-1, 1] shows the caption's colour, moving the caption's way."""
+    words = parse_caption(caption)
+    pixels = (clip.permute(1, 2, 3, 0).reshape(-1, 3) + 1) / 2  # (F*H*W, 3) in [0, 1]
+    brightest = pixels[pixels.sum(1).argmax()]  # the colour times its coverage (antialiasing)
+    assert torch.allclose(brightest / brightest.max(), torch.tensor(PALETTE[words["color"]]), atol=1e-6)
+    mass = (clip > -1).any(0).float()  # (F, H, W)
+    x = (mass * torch.arange(float(clip.shape[3]))).sum((1, 2)) / mass.sum((1, 2))
+    y = (mass * torch.arange(float(clip.shape[2]))[:, None]).sum((1, 2)) / mass.sum((1, 2))
+    moved = {"left": x[0] - x[-1], "right": x[-1] - x[0], "up": y[0] - y[-1], "down": y[-1] - y[0]}
+    assert moved[words["direction"]] > 0
+
+
 def test_same_caption_draws_other_clips_of_the_caption_deterministically():
     dataset = ShapesDataset(20, num_frames=6, height=8, width=8, seed=3, window=4)
     for index in (0, 7):
@@ -119,17 +132,8 @@ def test_same_caption_draws_other_clips_of_the_caption_deterministically():
         item = dataset[index]["pixel_values"]
         assert all(not torch.equal(clip, item) for clip in clips)
         # Each clip shows the caption's colour, and the shape moves the caption's way.
-        words = parse_caption(dataset[index]["caption"])
-        colour = torch.tensor(dataset.world[index].rgb)
         for clip in clips:
-            pixels = (clip.permute(1, 2, 3, 0).reshape(-1, 3) + 1) / 2  # (F*H*W, 3) in [0, 1]
-            brightest = pixels[pixels.sum(1).argmax()]  # the colour times its coverage (antialiasing)
-            assert torch.allclose(brightest / brightest.max(), colour, atol=1e-6)
-            mass = (clip > -1).any(0).float()  # (F, H, W)
-            x = (mass * torch.arange(8.0)).sum((1, 2)) / mass.sum((1, 2))
-            y = (mass * torch.arange(8.0)[:, None]).sum((1, 2)) / mass.sum((1, 2))
-            moved = {"left": x[0] - x[-1], "right": x[-1] - x[0], "up": y[0] - y[-1], "down": y[-1] - y[0]}
-            assert moved[words["direction"]] > 0
+            assert_shows(clip, dataset[index]["caption"])
     with pytest.raises(ValueError, match="`count` must be a positive int"):
         dataset.same_caption(0, 0)
     with pytest.raises(IndexError, match="`index` must be in"):
@@ -149,11 +153,58 @@ def test_reference_clips_adds_references_and_needs_same_caption():
         ReferenceClips(dataset, 0)
 
 
+def test_caption_clips_are_a_fixed_set_per_caption():
+    dataset = ShapesDataset(40, num_frames=4, height=8, width=8, seed=2)
+    caption = dataset[0]["caption"]
+    clips = dataset.caption_clips(caption, 6)
+    assert clips.shape == (6, 3, 4, 8, 8)
+    assert torch.equal(clips, dataset.caption_clips(caption, 6))  # the same clips every call
+    assert len({tuple(clip.flatten().tolist()) for clip in clips}) == 6  # distinct draws
+    assert not torch.equal(
+        clips, ShapesDataset(40, num_frames=4, height=8, width=8, seed=5).caption_clips(caption, 6)
+    )
+    for clip in clips:
+        assert_shows(clip, caption)
+    other = next(item["caption"] for item in dataset if item["caption"] != caption)
+    assert not torch.equal(dataset.caption_clips(other, 6), clips)
+    with pytest.raises(ValueError, match="caption"):
+        dataset.caption_clips("a purple blob", 2)
+    with pytest.raises(ValueError, match="`count` must be a positive int"):
+        dataset.caption_clips(caption, 0)
+
+
+def test_shared_reference_clips_are_the_same_for_every_item_of_a_caption():
+    dataset = ShapesDataset(60, num_frames=2, height=8, width=8, seed=1, color="red", shape="circle")
+    wrapped = ReferenceClips(dataset, 4, shared=True)
+    first = {}
+    for index in range(len(dataset)):
+        item = wrapped[index]
+        assert torch.equal(item["pixel_values"], dataset[index]["pixel_values"])
+        references = first.setdefault(item["caption"], item["reference_values"])
+        assert torch.equal(item["reference_values"], references)
+    assert len(first) == 4  # the four directions of red circles
+    for caption, references in first.items():
+        assert torch.equal(references, dataset.caption_clips(caption, 4))
+    with pytest.raises(ValueError, match="caption_clips"):
+
+        class OnlySameCaption(list):
+            def same_caption(self, index, count):
+                return None
+
+        ReferenceClips(OnlySameCaption(), 3, shared=True)
+    with pytest.raises(ValueError, match="`shared` must be a bool, got 1"):
+        ReferenceClips(dataset, 3, shared=1)
+
+
 def test_reference_clips_is_a_keyframes_option(tmp_path):
     with pytest.raises(ValueError, match="`reference_clips` must be 0 for the 'interpolation' stage"):
         TrainingConfig(output_dir=str(tmp_path), stage="interpolation", reference_clips=4)
     with pytest.raises(ValueError, match="`reference_clips` must be an int >= 0"):
         TrainingConfig(output_dir=str(tmp_path), reference_clips=-1)
+    with pytest.raises(ValueError, match="`shared_references` must be False unless reference_clips > 0"):
+        TrainingConfig(output_dir=str(tmp_path), shared_references=True)
+    with pytest.raises(ValueError, match="`shared_references` must be a bool"):
+        TrainingConfig(output_dir=str(tmp_path), reference_clips=2, shared_references="yes")
 
 
 class CopiesAsReferences(ShapesDataset):

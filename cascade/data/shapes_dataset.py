@@ -7,7 +7,16 @@ from torch.utils.data import Dataset
 from ._checks import check_positive_int
 from .frame_transforms import frames_to_tensor
 from .shapes_render import render_clip
-from .shapes_world import ShapeParams, ShapesWorld, frame_times, sample_params
+from .shapes_world import (
+    COLORS,
+    DIRECTIONS,
+    SHAPES,
+    ShapeParams,
+    ShapesWorld,
+    frame_times,
+    parse_caption,
+    sample_params,
+)
 
 
 class ShapesDataset(Dataset):
@@ -25,6 +34,8 @@ class ShapesDataset(Dataset):
         time_span: the part of normalised clip time [0, 1] the frames cover.
         window: when given, item ``i`` is ``window`` consecutive frames of the ``num_frames`` rendered, at an
             offset drawn from ``(seed, i)``: windows of a long clip, with the long clip's motion per frame.
+        color, shape: when given, every clip has this colour (shape): the sub-world of
+            :class:`~cascade.data.shapes_world.ShapesWorld`.
     """
 
     def __init__(
@@ -36,6 +47,8 @@ class ShapesDataset(Dataset):
         seed: int = 0,
         time_span: tuple[float, float] = (0.0, 1.0),
         window: int | None = None,
+        color: str | None = None,
+        shape: str | None = None,
     ):
         self.length = check_positive_int("length", length)
         self.num_frames = check_positive_int("num_frames", num_frames)
@@ -43,7 +56,7 @@ class ShapesDataset(Dataset):
         self.width = check_positive_int("width", width)
         frame_times(num_frames, time_span)  # checks time_span
         self.time_span = (float(time_span[0]), float(time_span[1]))
-        self.world = ShapesWorld(seed)
+        self.world = ShapesWorld(seed, color, shape)
         if window is not None and (check_positive_int("window", window) > num_frames):
             raise ValueError(f"`window` must be at most num_frames={num_frames}, got {window!r}.")
         self.window = window
@@ -72,6 +85,21 @@ class ShapesDataset(Dataset):
             self._render(sample_params(rng, params.color, params.shape, params.direction), rng)
             for _ in range(count)
         ]
+        return torch.stack(clips)
+
+    def caption_clips(self, caption: str, count: int) -> torch.Tensor:  # (count, C, F, H, W)
+        """``count`` clips with ``caption``, their size, start and travel drawn from ``(seed, caption)``: the
+        same clips whichever item asks, e.g. a fixed reference set per caption whose mean is the caption's
+        mean clip (:class:`cascade.training.stable_target.ReferenceClips` with ``shared=True``)."""
+        words = parse_caption(caption)
+        count = check_positive_int("count", count)
+        key = (
+            COLORS.index(words["color"]),
+            SHAPES.index(words["shape"]),
+            DIRECTIONS.index(words["direction"]),
+        )
+        rng = np.random.default_rng((self.world.seed, *key, 3))
+        clips = [self._render(sample_params(rng, **words), rng) for _ in range(count)]
         return torch.stack(clips)
 
     def _check_index(self, index) -> None:

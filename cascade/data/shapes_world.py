@@ -222,14 +222,20 @@ def shape_centroids(
 
 class ShapesWorld:
     """A seeded, indexable stream of shapes-world clips: ``ShapesWorld(seed)[i]`` is a
-    :class:`ShapeParams` that depends only on ``(seed, i)``."""
+    :class:`ShapeParams` that depends only on ``(seed, i)``.
 
-    def __init__(self, seed: int = 0):
+    ``color`` and ``shape``, when given, fix that category in every clip (a sub-world, e.g. red circles
+    for a curriculum's first step); the rest of each clip is drawn as in the whole world.
+    """
+
+    def __init__(self, seed: int = 0, color: str | None = None, shape: str | None = None):
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"`seed` must be an int >= 0, got {seed!r}.")
         self.seed = int(seed)
+        self.color = None if color is None else check_choice("color", color, COLORS)
+        self.shape = None if shape is None else check_choice("shape", shape, SHAPES)
 
     def __getitem__(self, index: int) -> ShapeParams:
         if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
             raise ValueError(f"`index` must be an int >= 0, got {index!r}.")
-        return sample_params(np.random.default_rng((self.seed, int(index))))
+        return sample_params(np.random.default_rng((self.seed, int(index))), self.color, self.shape)

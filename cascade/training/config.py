@@ -48,6 +48,9 @@ class TrainingConfig:
         reference_clips: ``keyframes`` stage: with ``K > 0``, the target is the stable target field (Xu et al.
             2023, :mod:`cascade.training.stable_target`) over each clip and ``K`` other clips with its
             caption, which the dataset draws (``same_caption``); 0: the ordinary target.
+        shared_references: with ``reference_clips``, every clip of a caption gets the same ``K`` references
+            (``caption_clips``, drawn once and kept in memory), so the target at the noisiest levels is a fixed
+            estimate of the caption's mean clip rather than a new one each step.
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``, passed to ``Accelerator``.
         gradient_checkpointing: recompute activations in the backward pass (spatial and temporal layers).
         image_every: joint image-video training (Ho et al. 2022, "Video Diffusion Models", sec. 3.2): every
@@ -90,6 +93,7 @@ class TrainingConfig:
     high_noise_weight: float = 1.0
     high_noise_portion: float = 0.25
     reference_clips: int = 0
+    shared_references: bool = False
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     image_every: int = 0
@@ -157,7 +161,14 @@ class TrainingConfig:
         ):
             if getattr(self, name) not in allowed:
                 fail(name, f"one of {list(allowed)}")
-        for name in ("freeze_spatial", "train_text_encoder", "use_ema", "gradient_checkpointing", "resume"):
+        for name in (
+            "freeze_spatial",
+            "train_text_encoder",
+            "use_ema",
+            "gradient_checkpointing",
+            "resume",
+            "shared_references",
+        ):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "a bool")
         if self.checkpoints_total_limit is not None and (
@@ -172,6 +183,8 @@ class TrainingConfig:
                 "reference_clips",
                 f"0 for the {self.stage!r} stage (only keyframes are conditioned on text alone)",
             )
+        if self.shared_references and not self.reference_clips:
+            fail("shared_references", "False unless reference_clips > 0 (it shares the reference clips)")
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

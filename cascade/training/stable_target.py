@@ -29,23 +29,38 @@ from .targets import training_target
 class ReferenceClips(Dataset):
     """``dataset``'s items with ``"reference_values"`` ``(count, C, F, H, W)`` added: ``count`` other clips
     with the item's caption, from ``dataset.same_caption(index, count)`` (e.g.
-    :meth:`~cascade.data.ShapesDataset.same_caption`)."""
+    :meth:`~cascade.data.ShapesDataset.same_caption`), new clips for every item.
 
-    def __init__(self, dataset: Dataset, count: int):
-        if not callable(getattr(dataset, "same_caption", None)):
+    With ``shared=True`` every item with a caption gets the same ``count`` clips,
+    ``dataset.caption_clips(caption, count)`` drawn once and kept in memory: a fixed reference set per
+    caption, whose mean, the target at the noisiest levels, then barely varies between steps.
+    """
+
+    def __init__(self, dataset: Dataset, count: int, shared: bool = False):
+        if not isinstance(shared, bool):
+            raise ValueError(f"`shared` must be a bool, got {shared!r}.")
+        method = "caption_clips(caption, count)" if shared else "same_caption(index, count)"
+        if not callable(getattr(dataset, method[: method.index("(")], None)):
             raise ValueError(
-                f"`dataset` must offer same_caption(index, count) to draw reference clips (as ShapesDataset "
-                f"does), got a {type(dataset).__name__}."
+                f"`dataset` must offer {method} to draw reference clips (as ShapesDataset does), got a "
+                f"{type(dataset).__name__}."
             )
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"`count` must be an int >= 1, got {count!r}.")
-        self.dataset, self.count = dataset, count
+        self.dataset, self.count, self.shared = dataset, count, shared
+        self._per_caption: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        return {**self.dataset[index], "reference_values": self.dataset.same_caption(index, self.count)}
+        item = self.dataset[index]
+        if not self.shared:
+            return {**item, "reference_values": self.dataset.same_caption(index, self.count)}
+        caption = item["caption"]
+        if caption not in self._per_caption:
+            self._per_caption[caption] = self.dataset.caption_clips(caption, self.count)
+        return {**item, "reference_values": self._per_caption[caption]}
 
 
 def posterior_weights(

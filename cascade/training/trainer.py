@@ -219,7 +219,7 @@ class StageTrainer:
                     f"got {len(data)}."
                 )
         if config.reference_clips:
-            dataset = ReferenceClips(dataset, config.reference_clips)
+            dataset = ReferenceClips(dataset, config.reference_clips, config.shared_references)
         self.dataset, self.image_dataset = dataset, image_dataset
         self.step = 0
         self.micro_batches = 0
