@@ -13,7 +13,9 @@ At low noise the weights fall on the drawn ``x0`` and the target is the ordinary
 levels they are nearly uniform and the target is the reference set's mean, whose variance is the
 set's size times smaller. The optimum is unchanged; only the gradient's noise shrinks, most at the
 noisiest levels, where a keyframes model learns what the text says about layout and motion. (On the demo
-it did not by itself make the keyframes follow the direction word: see the README's diagnosis.)
+it did not by itself make the keyframes follow the direction word; with a fixed reference set per caption
+(``shared=True``), on red circles at t=999, it is the first step of the curriculum that did: see the
+README's demo section.)
 
 Samples whose caption was dropped for classifier-free guidance are weighted over every sample of the
 batch and its references: the unconditional distribution.
