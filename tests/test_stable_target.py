@@ -173,6 +173,13 @@ def test_caption_clips_are_a_fixed_set_per_caption():
         dataset.caption_clips(caption, 0)
 
 
+class OnlySameCaption(list):
+    """A dataset that draws new references per item but has no fixed set per caption."""
+
+    def same_caption(self, index, count):
+        return None
+
+
 def test_shared_reference_clips_are_the_same_for_every_item_of_a_caption():
     dataset = ShapesDataset(60, num_frames=2, height=8, width=8, seed=1, color="red", shape="circle")
     wrapped = ReferenceClips(dataset, 4, shared=True)
@@ -186,11 +193,6 @@ def test_shared_reference_clips_are_the_same_for_every_item_of_a_caption():
     for caption, references in first.items():
         assert torch.equal(references, dataset.caption_clips(caption, 4))
     with pytest.raises(ValueError, match="caption_clips"):
-
-        class OnlySameCaption(list):
-            def same_caption(self, index, count):
-                return None
-
         ReferenceClips(OnlySameCaption(), 3, shared=True)
     with pytest.raises(ValueError, match="`shared` must be a bool, got 1"):
         ReferenceClips(dataset, 3, shared=1)

@@ -81,11 +81,7 @@ class ShapesDataset(Dataset):
         count = check_positive_int("count", count)
         params = self.world[index]
         rng = np.random.default_rng((self.world.seed, int(index), 2))
-        clips = [
-            self._render(sample_params(rng, params.color, params.shape, params.direction), rng)
-            for _ in range(count)
-        ]
-        return torch.stack(clips)
+        return self._draw_clips(rng, count, params.color, params.shape, params.direction)
 
     def caption_clips(self, caption: str, count: int) -> torch.Tensor:  # (count, C, F, H, W)
         """``count`` clips with ``caption``, their size, start and travel drawn from ``(seed, caption)``: the
@@ -99,8 +95,15 @@ class ShapesDataset(Dataset):
             DIRECTIONS.index(words["direction"]),
         )
         rng = np.random.default_rng((self.world.seed, *key, 3))
-        clips = [self._render(sample_params(rng, **words), rng) for _ in range(count)]
-        return torch.stack(clips)
+        return self._draw_clips(rng, count, words["color"], words["shape"], words["direction"])
+
+    def _draw_clips(
+        self, rng: np.random.Generator, count: int, color: str, shape: str, direction: str
+    ) -> torch.Tensor:  # (count, C, F, H, W)
+        """``count`` clips of one caption, parameters (and window offsets) drawn from ``rng``."""
+        return torch.stack(
+            [self._render(sample_params(rng, color, shape, direction), rng) for _ in range(count)]
+        )
 
     def _check_index(self, index) -> None:
         if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < self.length:

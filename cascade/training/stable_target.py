@@ -41,11 +41,11 @@ class ReferenceClips(Dataset):
     def __init__(self, dataset: Dataset, count: int, shared: bool = False):
         if not isinstance(shared, bool):
             raise ValueError(f"`shared` must be a bool, got {shared!r}.")
-        method = "caption_clips(caption, count)" if shared else "same_caption(index, count)"
-        if not callable(getattr(dataset, method[: method.index("(")], None)):
+        method, argument = ("caption_clips", "caption") if shared else ("same_caption", "index")
+        if not callable(getattr(dataset, method, None)):
             raise ValueError(
-                f"`dataset` must offer {method} to draw reference clips (as ShapesDataset does), got a "
-                f"{type(dataset).__name__}."
+                f"`dataset` must offer {method}({argument}, count) to draw reference clips (as ShapesDataset "
+                f"does), got a {type(dataset).__name__}."
             )
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"`count` must be an int >= 1, got {count!r}.")
