@@ -1,13 +1,9 @@
 """Stable Diffusion 1.5 LoRAs (Hu et al. 2021) load into the keyframes pipeline's spatial layers and text encoder."""
 
-from importlib.metadata import version
-
 import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from diffusers.utils import convert_state_dict_to_diffusers
-from packaging.version import Version
-from transformers.integrations.peft import MIN_PEFT_VERSION as TRANSFORMERS_MIN_PEFT
 
 from cascade import KeyframesPipeline, inflate
 from cascade.pipelines.stage_utils import encode_text
@@ -116,16 +112,12 @@ def test_pipeline_lora_management_reaches_the_spatial_unet(lora):
     assert not any(isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer) for m in pipe.unet.modules())
 
 
-@pytest.mark.skipif(
-    Version(version("peft")) < Version(TRANSFORMERS_MIN_PEFT),
-    reason=f"transformers loads text-encoder adapters only with peft >= {TRANSFORMERS_MIN_PEFT}",
-)
 @torch.no_grad()
 def test_pipeline_text_embeddings_equal_the_lora_text_encoders(lora):
     folders, unet, text_encoder = lora
     pipe = keyframes_pipeline()
     without_lora, _ = pipe.encode_prompt(PROMPTS, CPU, do_classifier_free_guidance=False)
-    pipe.load_lora_weights(folders["both"])
+    pipe.load_lora_weights(folders["both"], adapter_name="shapes")
     actual, _ = pipe.encode_prompt(PROMPTS, CPU, do_classifier_free_guidance=False)
     expected = encode_text(pipe.tokenizer, text_encoder, PROMPTS, CPU)
     assert (actual - expected).abs().max() <= 1e-5
@@ -133,3 +125,35 @@ def test_pipeline_text_embeddings_equal_the_lora_text_encoders(lora):
     sample, timestep, text = video_inputs()
     expected = torch.stack([unet(sample[:, :, f], timestep, text).sample for f in range(3)], dim=2)
     assert (pipe.unet(sample, timestep, text).sample - expected).abs().max() <= 1e-5
+
+
+@torch.no_grad()
+def test_pipeline_lora_management_reaches_the_text_encoder(lora):
+    folders, _, _ = lora
+    pipe = keyframes_pipeline()
+
+    def embeddings():
+        return pipe.encode_prompt(PROMPTS, CPU, do_classifier_free_guidance=False)[0]
+
+    base = embeddings()
+    pipe.load_lora_weights(folders["both"], adapter_name="shapes")
+    tuned = embeddings()
+    assert pipe.get_list_adapters() == {"unet": ["shapes"], "text_encoder": ["shapes"]}
+    pipe.disable_lora()
+    torch.testing.assert_close(embeddings(), base)
+    pipe.enable_lora()
+    torch.testing.assert_close(embeddings(), tuned)
+    pipe.set_adapters(["shapes"], adapter_weights=[0.0])
+    torch.testing.assert_close(embeddings(), base)
+    pipe.set_adapters(["shapes"], adapter_weights=[1.0])
+    torch.testing.assert_close(embeddings(), tuned)
+    pipe.fuse_lora()
+    fused = [m for m in pipe.text_encoder.modules() if getattr(m, "merged", False)]
+    assert len(fused) == 4 * pipe.text_encoder.config.num_hidden_layers
+    torch.testing.assert_close(embeddings(), tuned, atol=1e-5, rtol=1e-5)
+    pipe.unfuse_lora()
+    pipe.unload_lora_weights()
+    torch.testing.assert_close(embeddings(), base)
+    assert not any(
+        isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer) for m in pipe.text_encoder.modules()
+    )

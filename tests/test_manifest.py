@@ -55,6 +55,11 @@ def test_repository_manifest_pins_every_stage():
         assert len(entry.revision) == 40 and entry.base_model == repo_id
     known = {item.path: item.sha256 for item in manifest.entries["keyframes"].files}
     assert known["unet/diffusion_pytorch_model.safetensors"].startswith("19da7aaa")
+    for name in ("keyframes", "spatial_sr"):  # each base's three LFS weight files are hashed
+        weights = [item for item in manifest.entries[name].files if item.path.endswith(".safetensors")]
+        assert len(weights) == 3 and all(item.sha256 for item in weights)
+    known = {item.path: item.sha256 for item in manifest.entries["spatiotemporal_sr"].files}
+    assert known["unet/diffusion_pytorch_model.safetensors"].startswith("b6dc05aa")
     assert manifest.entries["interpolation"].inflation["extra_in_channels"] == 5  # latents + mask
     assert manifest.entries["spatiotemporal_sr"].inflation["num_class_embeds"] == 1000
     assert "low_res_scheduler" in manifest.entries["spatial_sr"].components
