@@ -35,6 +35,8 @@ from cascade.tiny_models import (
     tiny_vae,
 )
 
+from hub_cache import cache_repo
+
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 SD15_REPO = "tiny-org/sd15"
 
@@ -159,23 +161,9 @@ def test_build_all_from_local_checkpoints(bases, tmp_path):
     ).read_text()
 
 
-def _hub_cache(cache: Path, base: Path) -> None:
-    """Lays out ``base`` as the Hugging Face cache holds a download of ``SD15_REPO`` at ``REVISION``."""
-    repo = cache / f"models--{SD15_REPO.replace('/', '--')}"
-    for path in (p for p in base.rglob("*") if p.is_file()):
-        blob = repo / "blobs" / _sha256(path)
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(path.read_bytes())
-        link = repo / "snapshots" / REVISION / path.relative_to(base)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(blob)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(REVISION)
-
-
 def test_build_reads_the_hub_cache_offline(bases, tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "out"
-    _hub_cache(cache, bases["sd15"])
+    cache_repo(bases["sd15"], cache, SD15_REPO, commit=REVISION)
     manifest = _write_manifest(tmp_path, {"keyframes": _hub(bases["sd15"], {"temporal_attention_heads": 4})})
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     command = [
@@ -200,7 +188,7 @@ def test_build_reads_the_hub_cache_offline(bases, tmp_path):
 
 def test_offline_build_names_the_file_missing_from_the_cache(bases, tmp_path, monkeypatch):
     cache, out = tmp_path / "cache", tmp_path / "out"
-    _hub_cache(cache, bases["sd15"])
+    cache_repo(bases["sd15"], cache, SD15_REPO, commit=REVISION)
     entry = _hub(bases["sd15"], {})
     entry["files"].append({"path": "unet/diffusion_pytorch_model.fp16.safetensors"})
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))

@@ -1,7 +1,6 @@
 """Saved stages and cascades load through diffusers, through our own classes, and from a Hub repo id in the
 Hugging Face cache offline; safetensors only unless asked; one clear error for a repo that is not cached."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -24,8 +23,9 @@ from cascade.pipelines import CascadePipeline, InterpolationPipeline, KeyframesP
 from cascade.pipelines.hub_loading import ModelNotCachedError
 from cascade.tiny_models import tiny_cascade_stages
 
+from hub_cache import COMMIT, cache_repo
+
 REPO = "cascade-test/tiny-keyframes"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SETTINGS = {
     "keyframes": {"num_frames": 2},
     "interpolation": {"interpolation_factor": 2},
@@ -63,34 +63,6 @@ def frames(pipe, name: str) -> np.ndarray:
         output_type="np",
         generator=torch.Generator().manual_seed(0),
     ).frames
-
-
-def cache_repo(folder: Path, cache: Path, repo_id: str, tree_listing: bool = False) -> Path:
-    """Lays ``folder`` out in the Hugging Face cache ``cache`` as ``repo_id`` at ``main``, as huggingface_hub
-    does: each file a blob, linked from ``snapshots/<commit>/``, and ``refs/main`` holding the commit; with
-    ``tree_listing``, also the repo's file listing that ``snapshot_download`` caches (``trees/<commit>.json``).
-    Returns the snapshot folder."""
-    storage = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = storage / "snapshots" / COMMIT
-    listing = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        blob = storage / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(data)
-        link = snapshot / path.relative_to(folder)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-        listing[path.relative_to(folder).as_posix()] = {
-            "size": len(data),
-            "blob_id": hashlib.sha1(data).hexdigest(),
-        }
-    (storage / "refs").mkdir()
-    (storage / "refs" / "main").write_text(COMMIT)
-    if tree_listing:
-        (storage / "trees").mkdir()
-        (storage / "trees" / f"{COMMIT}.json").write_text(json.dumps({"format_version": 1, "files": listing}))
-    return snapshot
 
 
 def test_save_writes_the_code_files_model_index_names(stages, tmp_path):
@@ -143,7 +115,7 @@ def test_saved_stage_loads_with_its_class_and_with_diffusers_to_the_same_frames(
 @pytest.mark.parametrize("tree_listing", [False, True], ids=["snapshot", "snapshot+tree-listing"])
 def test_a_cached_repo_id_loads_offline_to_the_same_frames(stages, offline_cache, tmp_path, tree_listing):
     stages["keyframes"].save_pretrained(tmp_path / "saved")
-    cache_repo(tmp_path / "saved", offline_cache, REPO, tree_listing)
+    cache_repo(tmp_path / "saved", offline_cache, REPO, tree_listing=tree_listing)
     reference = frames(stages["keyframes"], "keyframes")
     loaded = KeyframesPipeline.from_pretrained(REPO)
     assert loaded.config._name_or_path == REPO
@@ -296,7 +268,7 @@ def test_a_cascade_loads_from_a_folder_and_a_cached_repo_id_offline(
     )
     cascade.set_progress_bar_config(disable=True)
     cascade.save_pretrained(tmp_path / "saved")
-    cache_repo(tmp_path / "saved", offline_cache, "cascade-test/tiny-cascade", tree_listing)
+    cache_repo(tmp_path / "saved", offline_cache, "cascade-test/tiny-cascade", tree_listing=tree_listing)
     settings = {name: {"num_inference_steps": 1} for name in cascade.stages}
     reference = cascade("a red circle", stage_kwargs=settings, seed=0).frames
     with_diffusers = [
