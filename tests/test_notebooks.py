@@ -2,6 +2,7 @@
 injected after their "parameters" cell (as papermill does), in a temporary working folder; no GPU, no network."""
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ from PIL import Image
 
 from cascade import CascadePipeline
 from cascade.tiny_models import UNET_CONFIGS, tiny_cascade_stages
+
+from hub_cache import cache_repo
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -58,6 +61,38 @@ def test_quickstart_generates_a_gif_with_a_tiny_cascade(tmp_path):
         assert (gif.n_frames, gif.size) == (9, (128, 128))
     assert "image/gif" in outputs and "image/png" in outputs  # the GIF and the stage strips were shown
     assert outputs.count("No CUDA GPU here: skipped") == 2
+
+
+def test_quickstart_gpu_section_loads_hub_repos_from_the_cache_in_bfloat16_on_the_cpu(tmp_path, monkeypatch):
+    """The GPU cells' code (Hub repo ids, half precision, xformers or SDPA, model offload), run on the CPU:
+    the repos come from a Hugging Face cache laid out on disk, read offline."""
+    stages = tiny_cascade_stages()
+    CascadePipeline(**stages).save_pretrained(tmp_path / "tiny")
+    stages["keyframes"].save_pretrained(tmp_path / "tiny-keyframes")
+    cache = tmp_path / "hub"
+    cache_repo(tmp_path / "tiny", cache, "cascade-test/tiny-cascade")
+    cache_repo(tmp_path / "tiny-keyframes", cache, "cascade-test/tiny-keyframes")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    parameters = {
+        "MODEL_DIR": str(tmp_path / "tiny"),
+        "NUM_FRAMES": 3,
+        "STEPS": 2,
+        "HUB_REPO_ID": "cascade-test/tiny-cascade",
+        "HUB_KEYFRAMES_REPO_ID": "cascade-test/tiny-keyframes",
+        "GPU_DEVICE": "cpu",
+    }
+    outputs = run_notebook("quickstart.ipynb", parameters, tmp_path)
+
+    assert "No CUDA GPU here" not in outputs
+    with Image.open(tmp_path / "hub_cascade.gif") as gif:
+        assert (gif.n_frames, gif.size) == (9, (128, 128))
+    with Image.open(tmp_path / "hub_keyframes.gif") as gif:
+        assert gif.n_frames == 3
+    assert "cascade-test/tiny-cascade: 9 frames in torch.bfloat16 on cpu" in outputs
+    assert "cascade-test/tiny-keyframes: 3 keyframes in torch.bfloat16 on cpu" in outputs
+    assert "DiffusionPipeline loaded a KeyframesPipeline" in outputs
+    xformers_missing = importlib.util.find_spec("xformers") is None
+    assert ("attention runs on PyTorch's SDPA" in outputs) == xformers_missing
 
 
 def test_train_your_own_trains_exports_samples_and_scores(tmp_path):
