@@ -88,7 +88,7 @@ def test_quickstart_gpu_section_loads_hub_repos_from_the_cache_in_bfloat16_on_th
         assert (gif.n_frames, gif.size) == (9, (128, 128))
     with Image.open(tmp_path / "hub_keyframes.gif") as gif:
         assert gif.n_frames == 3
-    assert "cascade-test/tiny-cascade: 9 frames in torch.bfloat16 on cpu" in outputs
+    assert "cascade-test/tiny-cascade: 9 frames, UNets in torch.bfloat16, on cpu" in outputs
     assert "cascade-test/tiny-keyframes: 3 keyframes in torch.bfloat16 on cpu" in outputs
     assert "DiffusionPipeline loaded a KeyframesPipeline" in outputs
     xformers_missing = importlib.util.find_spec("xformers") is None
