@@ -314,7 +314,6 @@ def test_the_demo_recipes_are_valid_and_chain_into_each_other():
     script = (REPO / "configs" / "demo" / "reproduce.sh").read_text()
     trained = [line.strip(" \\") for line in script.splitlines() if line.strip().startswith("configs/demo/")]
     assert trained == [f"configs/demo/{name}.yaml" for name in recipes]  # every recipe, in order
-    assert (
-        f"--keyframes {recipes['2c_keyframes_whole_world'].model_dir}" in script
-    )  # the last run of each stage
+    # the last run of each stage
+    assert f"--keyframes {recipes['2c_keyframes_whole_world'].model_dir}" in script
     assert f"--interpolation {recipes['3b_interpolation_blend'].model_dir}" in script
