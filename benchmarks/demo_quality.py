@@ -55,6 +55,7 @@ from cascade.data import ShapesWorld, parse_caption
 from cascade.eval.report import _json_safe
 from cascade.eval.shapes_fidelity import ATTRIBUTES, shapes_ceiling, shapes_fidelity
 from cascade.eval.stage_fidelity import BASELINES, CLIPS_SEED, stage_fidelity
+from cascade.utils.devices import describe_machine
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINING_WORLD_SEEDS = (0, 1, 2, 3, 4, 5, 7)  # configs/demo: data seeds of steps 1 .. 6 and 3b
@@ -272,9 +273,14 @@ def target_rows(results: dict) -> list[tuple[str, str, str, str]]:
 
 
 def markdown(results: dict, rows: list[tuple[str, str, str, str]]) -> str:
-    lines = ["| metric | value | target | pass |", "| --- | ---: | ---: | :---: |"]
-    lines += [f"| {' | '.join(row)} |" for row in rows]
     timing, settings = results["seconds_per_video"], results["settings"]
+    lines = [
+        *settings["machine"].splitlines(),
+        "",
+        "| metric | value | target | pass |",
+        "| --- | ---: | ---: | :---: |",
+    ]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
     lines += [
         "",
         f"All targets met: {'yes' if results['passed'] else 'no'}.",
@@ -286,6 +292,7 @@ def markdown(results: dict, rows: list[tuple[str, str, str, str]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    machine = describe_machine()
     cascade = load_cascade(args.model, args.device)
     base = None
     if args.base.exists():
@@ -310,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_size": args.batch_size,
             "stage_clips": args.stage_clips,
             "device": args.device,
+            "machine": machine,
             "keyframes": KEYFRAMES,
             "prompts_world_seed": HELD_OUT_SEED,
             "training_world_seeds": list(TRAINING_WORLD_SEEDS),

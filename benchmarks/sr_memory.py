@@ -23,6 +23,7 @@ from unet_step import peak_memory, restart_with_returning_allocator
 from cascade import inflate
 from cascade.pipelines.spatiotemporal_sr import SpatioTemporalSRPipeline
 from cascade.tiny_models import tiny_text_encoder, tiny_tokenizer, tiny_unet2d
+from cascade.utils.devices import describe_machine
 
 
 def build_pipeline(width: int, device: torch.device) -> SpatioTemporalSRPipeline:
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
+    print(describe_machine())
     pipe = build_pipeline(args.width, device)
     factor = pipe.config.upscale_factor
     print(

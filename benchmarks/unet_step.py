@@ -26,6 +26,7 @@ from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 
 from cascade import inflate
+from cascade.utils.devices import describe_machine
 
 
 def build_models(width: int, sample_size: int):
@@ -120,6 +121,7 @@ def main() -> None:
     if args.repeats < 10:
         parser.error(f"--repeats must be >= 10, got {args.repeats}")
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    print(describe_machine())
 
     torch.manual_seed(0)
     ours, theirs, layers = build_models(args.width, args.size)

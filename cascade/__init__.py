@@ -37,6 +37,7 @@ _MODULE_OF = {
         ],
         "cascade.pipelines",
     ),
+    **dict.fromkeys(["auto_dtype", "native_dtypes"], "cascade.utils.devices"),
 }
 
 __all__ = sorted(_MODULE_OF)

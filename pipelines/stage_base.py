@@ -15,6 +15,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from cascade.models import VideoUNet
 from cascade.models.video_unet import downsampling_factor
+from cascade.utils.devices import warn_if_emulated
 from cascade.windows import run_in_windows
 
 from .hub_loading import (
@@ -247,6 +248,7 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         ``None``; then ``latents`` may also be images ``(B, C, h, w)`` for a 2D UNet). Guidance uses
         ``self.guidance_scale``.
         """
+        warn_if_emulated(self.unet.dtype, latents.device)
         timesteps = self.timesteps_from(num_inference_steps, begin_step, latents.device)
         self._num_timesteps = len(timesteps)
         step_parameters = inspect.signature(self.scheduler.step).parameters

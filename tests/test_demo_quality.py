@@ -58,6 +58,7 @@ def report(folders):
 def test_writes_every_number(report):
     returned, written = report
     assert written["settings"]["prompts"] == 2 and written["passed"] is returned["passed"]
+    assert "CPU capability" in written["settings"]["machine"] and "GFLOP/s" in written["settings"]["machine"]
     assert (written["cascade"]["frames"], written["cascade"]["size"]) == (29, 32)
     groups = [written["cascade"], written["keyframes"]["trained"], written["keyframes"]["inflated_base"]]
     for group in groups:

@@ -45,6 +45,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from cascade.atomic_write import write_atomically
 from cascade.distributed import processes_on_cpu
 from cascade.models import VideoUNet
+from cascade.utils.devices import warn_if_emulated
 
 from .config import IMAGE_STAGES, SUPER_RESOLUTION_STAGES, TrainingConfig
 from .stable_target import ReferenceClips, stable_training_target
@@ -166,6 +167,9 @@ class StageTrainer:
             gradient_accumulation_steps=config.gradient_accumulation_steps,
         )
         device = self.accelerator.device
+        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.mixed_precision)
+        if half is not None:
+            warn_if_emulated(half, device)
         self.noise_scheduler = DDPMScheduler.from_config(
             noise_scheduler.config, prediction_type=config.prediction_type
         )

@@ -1,0 +1,1 @@
+"""Utilities the rest of the package builds on; they import nothing else of ``cascade``."""
