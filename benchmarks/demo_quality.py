@@ -49,12 +49,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cascade.atomic_write import write_atomically
-from cascade.cascade_settings import STAGES, stage_settings
+from cascade.commands.generation import stage_settings
 from cascade.data import ShapesWorld, parse_caption
 from cascade.eval.report import _json_safe
 from cascade.eval.shapes_fidelity import ATTRIBUTES, shapes_ceiling, shapes_fidelity
-from cascade.eval.stage_fidelity import BASELINES, CLIPS_SEED, stage_fidelity
+from cascade.eval.stage_fidelity import CLIPS_SEED, stage_fidelity
+from cascade.pipelines.stages import STAGE_NAMES
+from cascade.utils.atomic import write_atomically
 from cascade.utils.devices import describe_machine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -138,7 +139,7 @@ def load_cascade(model: Path, device: str):
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     cascade = CascadePipeline.from_pretrained(model)
-    missing = [name for name in STAGES if name not in cascade.stages]
+    missing = [name for name in STAGE_NAMES if name not in cascade.stages]
     if missing:
         raise SystemExit(f"--model {str(model)!r} lacks stage(s) {', '.join(missing)}; this needs all four")
     cascade.set_progress_bar_config(disable=True)
@@ -266,7 +267,7 @@ def target_rows(results: dict) -> list[tuple[str, str, str, str]]:
         )
     for name, stage in results["stages"].items():
         difference = stage["difference_db"]
-        label = f"{name} PSNR - {BASELINES[name]} ({stage['psnr']:.2f} - {stage['baseline_psnr']:.2f} dB)"
+        label = f"{name} PSNR - {stage['baseline']} ({stage['psnr']:.2f} - {stage['baseline_psnr']:.2f} dB)"
         passed = "yes" if difference >= PSNR_TARGET_DB else "no"
         rows.append((label, f"{difference:+.2f} dB", f">= +{PSNR_TARGET_DB:.0f} dB", passed))
     return rows

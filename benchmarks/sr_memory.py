@@ -22,7 +22,7 @@ from unet_step import peak_memory, restart_with_returning_allocator
 
 from cascade import inflate
 from cascade.pipelines.spatiotemporal_sr import SpatioTemporalSRPipeline
-from cascade.tiny_models import tiny_text_encoder, tiny_tokenizer, tiny_unet2d
+from cascade.testing.tiny_models import tiny_text_encoder, tiny_tokenizer, tiny_unet2d
 from cascade.utils.devices import describe_machine
 
 
@@ -68,7 +68,7 @@ def main() -> None:
             video,
             num_inference_steps=args.steps,
             window=window,
-            window_overlap=args.overlap if window else 0,
+            window_overlap=args.overlap if window else None,
             generator=torch.Generator().manual_seed(0),
         )
 

@@ -1,18 +1,18 @@
-"""The stage pipelines of the cascade, one file each (installed as ``cascade.pipelines``)."""
+"""The stage pipelines of the cascade, one file each (installed as ``cascade.pipelines``).
 
-from .cascade import CascadePipeline, CascadePipelineOutput
-from .interpolation import InterpolationPipeline
-from .keyframes import KeyframesPipeline
-from .spatial_sr import SpatialSRPipeline
-from .spatiotemporal_sr import SpatioTemporalSRPipeline
-from .stage_utils import VideoPipelineOutput
+The names below are imported on first use (PEP 562), so reading the stage list
+(:mod:`cascade.pipelines.stages`) does not load torch and diffusers.
+"""
 
-__all__ = [
-    "CascadePipeline",
-    "CascadePipelineOutput",
-    "InterpolationPipeline",
-    "KeyframesPipeline",
-    "SpatialSRPipeline",
-    "SpatioTemporalSRPipeline",
-    "VideoPipelineOutput",
-]
+from cascade.utils.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "cascade.pipelines.cascade": ["CascadePipeline", "CascadePipelineOutput", "load_cascade"],
+    "cascade.pipelines.interpolation": ["InterpolationPipeline"],
+    "cascade.pipelines.keyframes": ["KeyframesPipeline"],
+    "cascade.pipelines.spatial_sr": ["SpatialSRPipeline"],
+    "cascade.pipelines.spatiotemporal_sr": ["SpatioTemporalSRPipeline"],
+    "cascade.pipelines.stage_base": ["VideoPipelineOutput"],
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -11,7 +11,6 @@ import hashlib
 import inspect
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,21 +19,20 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from .hub_loading import CodeFilesMixin, local_folder
+from cascade.utils.atomic import write_folder_atomically
+from cascade.utils.checks import check_optional_int
+
+from .hub_loading import MODEL_INDEX, CodeFilesMixin, local_folder
+from .inputs import check_output_type
 from .interpolation import InterpolationPipeline
 from .keyframes import KeyframesPipeline
 from .spatial_sr import SpatialSRPipeline
 from .spatiotemporal_sr import SpatioTemporalSRPipeline
-from .stage_utils import check_output_type
+from .stages import STAGE_NAMES, stage
 
-STAGE_CLASSES = {
-    "keyframes": KeyframesPipeline,
-    "interpolation": InterpolationPipeline,
-    "spatiotemporal_sr": SpatioTemporalSRPipeline,
-    "spatial_sr": SpatialSRPipeline,
-}
-STAGE_ORDER = list(STAGE_CLASSES)
 INDEX_FILE = "cascade_index.json"
+# The demo cascade trained by configs/demo, shipped in the repository's weights/demo.
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
 
 
 @dataclass
@@ -44,30 +42,6 @@ class CascadePipelineOutput(BaseOutput):
 
     frames: np.ndarray | torch.Tensor | list
     stage_frames: dict[str, torch.Tensor] | None = None
-
-
-def _frame_size_after(name: str, stage, size: int | None) -> int | None:
-    """Frame side length a stage outputs for input frames of side ``size`` (``None``: not known here)."""
-    if name == "keyframes":
-        return stage.unet.sample_size * stage.vae_scale_factor if stage.unet.sample_size else None
-    if name == "interpolation" or size is None:
-        return size
-    return size * stage.config.upscale_factor
-
-
-def _size_problem(name: str, stage, size: int) -> str | None:
-    """Why a stage cannot take input frames of side ``size``, or ``None`` when it can."""
-    if name == "interpolation" and size % stage.size_multiple:
-        return f"needs frame sizes that are multiples of {stage.size_multiple}"
-    if (
-        name in ("spatiotemporal_sr", "spatial_sr")
-        and (size * stage.config.upscale_factor) % stage.size_multiple
-    ):
-        return (
-            f"upsamples by {stage.config.upscale_factor} and needs output sizes that are multiples of "
-            f"{stage.size_multiple}"
-        )
-    return None
 
 
 class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
@@ -85,15 +59,15 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
     stage by stage (see :meth:`save_pretrained`).
     """
 
-    _optional_components = list(STAGE_ORDER)
+    _optional_components = list(STAGE_NAMES)
 
     def __new__(cls, *args, **kwargs):
         """Refuses keyword arguments that name no stage with a ``ValueError`` listing the allowed ones, where
         ``__init__`` (which takes each stage as an argument of its own, for diffusers to read) would raise a
         bare ``TypeError``."""
-        unknown = [name for name in kwargs if name not in STAGE_CLASSES and name != "stage_defaults"]
+        unknown = [name for name in kwargs if name not in STAGE_NAMES and name != "stage_defaults"]
         if unknown:
-            raise ValueError(f"Unknown stage(s) {unknown}; allowed: {STAGE_ORDER}.")
+            raise ValueError(f"Unknown stage(s) {unknown}; allowed: {list(STAGE_NAMES)}.")
         return super().__new__(cls)
 
     def __init__(
@@ -114,11 +88,11 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         }
         stages = {name: stage for name, stage in given.items() if stage is not None}
         if not stages:
-            raise ValueError(f"Give at least one stage, as keyword arguments named from {STAGE_ORDER}.")
-        for name, stage in stages.items():
-            if not isinstance(stage, STAGE_CLASSES[name]):
+            raise ValueError(f"Give at least one stage, as keyword arguments named from {list(STAGE_NAMES)}.")
+        for name, pipeline in stages.items():
+            if not isinstance(pipeline, stage(name).pipeline_class):
                 raise ValueError(
-                    f"Stage {name!r} must be a {STAGE_CLASSES[name].__name__}, got {type(stage).__name__}."
+                    f"Stage {name!r} must be a {stage(name).pipeline}, got {type(pipeline).__name__}."
                 )
         self.stages = stages
         self._check_compatibility()
@@ -127,21 +101,29 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         self.register_to_config(stage_defaults=self.stage_defaults or None)
 
     def _check_compatibility(self) -> None:
-        if "keyframes" in self.stages and next(iter(self.stages)) != "keyframes":
-            raise ValueError("The keyframes stage must come first.")
         size, previous = None, None
-        for name, stage in self.stages.items():
-            problem = None if size is None else _size_problem(name, stage, size)
+        for name, pipeline in self.stages.items():
+            problem = None if size is None else pipeline.input_size_problem(size)
             if problem:
                 raise ValueError(
                     f"Stage {previous!r} outputs {size}x{size} frames but stage {name!r} {problem}."
                 )
-            if stage.text_embedding_dim != stage.text_encoder.config.hidden_size:
+            if pipeline.text_embedding_dim != pipeline.text_encoder.config.hidden_size:
                 raise ValueError(
-                    f"Stage {name!r}: its UNet attends to {stage.text_embedding_dim}-d text but its text "
-                    f"encoder gives {stage.text_encoder.config.hidden_size}-d embeddings."
+                    f"Stage {name!r}: its UNet attends to {pipeline.text_embedding_dim}-d text but its text "
+                    f"encoder gives {pipeline.text_encoder.config.hidden_size}-d embeddings."
                 )
-            size, previous = _frame_size_after(name, stage, size), name
+            size, previous = pipeline.output_shape(None, size, {})[1], name
+
+    def output_shapes(self, num_frames: int | None, stage_kwargs: dict | None = None) -> dict[str, tuple]:
+        """``{stage: (frames, size)}``: what each stage outputs, from its ``stage_kwargs`` (the cascade's
+        ``stage_defaults`` filling in) and the keyframes' ``num_frames``; ``None`` where not known."""
+        settings = {**self.stage_defaults, **(stage_kwargs or {})}
+        frames, size, shapes = num_frames, None, {}
+        for name, pipeline in self.stages.items():
+            frames, size = pipeline.output_shape(frames, size, settings.get(name, {}))
+            shapes[name] = (frames, size)
+        return shapes
 
     def _check_stage_kwargs(self, argument: str, stage_kwargs: dict) -> dict:
         """Checks per-stage settings (``stage_kwargs`` or ``stage_defaults``): known stages, dicts of arguments
@@ -177,32 +159,47 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
                     f"`{argument}[{name!r}]` has {unknown_settings}, which {type(self.stages[name]).__name__} "
                     f"does not take; allowed: {sorted(accepted - reserved)}."
                 )
-            stage_seed = settings.get("seed")
-            if stage_seed is not None and (isinstance(stage_seed, bool) or not isinstance(stage_seed, int)):
-                raise ValueError(f"`{argument}[{name!r}]['seed']` must be an int, got {stage_seed!r}.")
+            check_optional_int(f"{argument}[{name!r}]['seed']", settings.get("seed"))
         return stage_kwargs
+
+    @property
+    def needs_video(self) -> bool:
+        """Whether a call needs a ``video``: the first stage takes one (it is not ``keyframes``)."""
+        return stage(next(iter(self.stages))).takes_video
+
+    def subset(self, names: list[str]) -> "CascadePipeline":
+        """A cascade of this one's stages named in ``names`` (in cascade order), sharing their pipelines and
+        this cascade's ``stage_defaults`` for them."""
+        missing = [name for name in names if name not in self.stages]
+        if missing:
+            raise ValueError(
+                f"`names` has stage(s) {missing} this cascade does not have; it has {list(self.stages)}."
+            )
+        kept = {name: pipeline for name, pipeline in self.stages.items() if name in names}
+        defaults = {name: settings for name, settings in self.stage_defaults.items() if name in kept}
+        return type(self)(stage_defaults=defaults, **kept)
 
     @property
     def text_encoders(self) -> list:
         """The distinct ``(tokenizer, text_encoder)`` pairs of the stages."""
         pairs = []
-        for stage in self.stages.values():
-            if all(stage.text_encoder is not encoder for _, encoder in pairs):
-                pairs.append((stage.tokenizer, stage.text_encoder))
+        for pipeline in self.stages.values():
+            if all(pipeline.text_encoder is not encoder for _, encoder in pairs):
+                pairs.append((pipeline.tokenizer, pipeline.text_encoder))
         return pairs
 
     def to(self, *args, **kwargs) -> "CascadePipeline":
-        for stage in self.stages.values():
-            stage.to(*args, **kwargs)
+        for pipeline in self.stages.values():
+            pipeline.to(*args, **kwargs)
         return self
 
     def enable_model_cpu_offload(self, **kwargs) -> None:
-        for stage in self.stages.values():
-            stage.enable_model_cpu_offload(**kwargs)
+        for pipeline in self.stages.values():
+            pipeline.enable_model_cpu_offload(**kwargs)
 
     def set_progress_bar_config(self, **kwargs) -> None:
-        for stage in self.stages.values():
-            stage.set_progress_bar_config(**kwargs)
+        for pipeline in self.stages.values():
+            pipeline.set_progress_bar_config(**kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Writes one subfolder per stage (each a stage's ``save_pretrained``), ``cascade_index.json`` (read
@@ -218,23 +215,17 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
                 f"`save_directory` {str(target)!r} exists and is not an empty folder or a saved cascade; "
                 "give a new folder."
             )
-        partial = target.with_name(f".{target.name}.partial")
-        previous = target.with_name(f".{target.name}.previous")
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
-            for name, stage in self.stages.items():
-                stage.save_pretrained(partial / name)
+
+        def write(partial: Path) -> None:
+            for name, pipeline in self.stages.items():
+                pipeline.save_pretrained(partial / name)
             index = {"_class_name": type(self).__name__, "stages": list(self.stages)}
             if self.stage_defaults:
                 index["stage_defaults"] = self.stage_defaults
             (partial / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
             self.save_config(partial)
-            if target.exists():  # a cascade saved before: replaced only once the new one is complete
-                os.replace(target, previous)
-            os.replace(partial, target)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.rmtree(previous, ignore_errors=True)
+
+        write_folder_atomically(target, write)
 
     @classmethod
     def from_pretrained(cls, pretrained_path: str | os.PathLike, **kwargs) -> "CascadePipeline":
@@ -256,15 +247,15 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             )
         stages, shared = {}, {}
         for name in names:
-            if name not in STAGE_CLASSES:
-                raise ValueError(f"{INDEX_FILE} names unknown stage {name!r}; allowed: {STAGE_ORDER}.")
+            if name not in STAGE_NAMES:
+                raise ValueError(f"{INDEX_FILE} names unknown stage {name!r}; allowed: {list(STAGE_NAMES)}.")
             key = _text_encoder_fingerprint(folder / name)
             components = (
                 dict(zip(("tokenizer", "text_encoder"), shared[key], strict=True)) if key in shared else {}
             )
-            stage = STAGE_CLASSES[name].from_pretrained(folder / name, **components, **kwargs)
-            shared.setdefault(key, (stage.tokenizer, stage.text_encoder))
-            stages[name] = stage
+            pipeline = stage(name).pipeline_class.from_pretrained(folder / name, **components, **kwargs)
+            shared.setdefault(key, (pipeline.tokenizer, pipeline.text_encoder))
+            stages[name] = pipeline
         return cls(stage_defaults=index.get("stage_defaults"), **stages)
 
     @torch.no_grad()
@@ -299,25 +290,24 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             raise ValueError("`output_type` must be one of ['np', 'pt', 'pil'] for a cascade, got 'latent'.")
         check_output_type(output_type)
         first = next(iter(self.stages))
-        if (first == "keyframes") == (video is not None):
+        if self.needs_video != (video is not None):
             raise ValueError(
-                f"`video` must be given exactly when the first stage is not keyframes; first stage is {first!r} "
-                f"and video is {'given' if video is not None else 'None'}."
+                f"`video` must be given exactly when the first stage takes a video (every stage but "
+                f"keyframes does); first stage is {first!r} and video is {'given' if video is not None else 'None'}."
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"`seed` must be an int or None, got {seed!r}.")
+        check_optional_int("seed", seed)
 
         embeddings = self._encode_prompt(prompt, negative_prompt)
         stage_frames = {}
         names = list(self.stages)
-        for index, (name, stage) in enumerate(self.stages.items()):
+        for index, (name, pipeline) in enumerate(self.stages.items()):
             settings = dict(stage_kwargs.get(name, {}))
             stage_seed = settings.pop("seed", None if seed is None else seed + index)
             generator = None if stage_seed is None else torch.Generator().manual_seed(stage_seed)
-            positive, negative = embeddings[id(stage.text_encoder)]
-            inputs = {} if name == "keyframes" else {"video": video}
+            positive, negative = embeddings[id(pipeline.text_encoder)]
+            inputs = {"video": video} if stage(name).takes_video else {}
             last = index == len(names) - 1
-            result = stage(
+            result = pipeline(
                 prompt_embeds=positive,
                 negative_prompt_embeds=negative,
                 generator=generator,
@@ -330,8 +320,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
                 stage_frames[name] = result
         frames = video
         if return_stage_outputs and output_type != "pt":
-            last_stage = self.stages[names[-1]]
-            frames = last_stage.video_processor.postprocess_video(
+            frames = self.stages[names[-1]].video_processor.postprocess_video(
                 frames.permute(0, 2, 1, 3, 4) * 2 - 1, output_type
             )
         if not return_dict:
@@ -341,11 +330,11 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
     def _encode_prompt(self, prompt, negative_prompt) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Encodes the prompt once per distinct text encoder: ``id(text_encoder) -> (positive, negative)``."""
         embeddings = {}
-        for stage in self.stages.values():
-            if id(stage.text_encoder) in embeddings:
+        for pipeline in self.stages.values():
+            if id(pipeline.text_encoder) in embeddings:
                 continue
-            embeddings[id(stage.text_encoder)] = stage.encode_prompt(
-                prompt, stage._execution_device, 1, True, negative_prompt
+            embeddings[id(pipeline.text_encoder)] = pipeline.encode_prompt(
+                prompt, pipeline._execution_device, 1, True, negative_prompt
             )
         return embeddings
 
@@ -365,3 +354,15 @@ def _text_encoder_fingerprint(stage_folder: Path) -> str:
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def load_cascade(name_or_path: str | os.PathLike = DEMO_MODEL, **kwargs) -> CascadePipeline:
+    """A saved cascade, or a saved keyframes pipeline as a one-stage cascade, from a folder (default: the demo
+    cascade); ``kwargs`` go to ``from_pretrained``. ``ValueError`` when it is neither."""
+    if os.path.isdir(name_or_path):
+        folder = Path(name_or_path)
+        if (folder / INDEX_FILE).is_file():
+            return CascadePipeline.from_pretrained(folder, **kwargs)
+        if (folder / MODEL_INDEX).is_file():
+            return CascadePipeline(keyframes=KeyframesPipeline.from_pretrained(folder, **kwargs))
+    raise ValueError(f"`name_or_path` {str(name_or_path)!r} is not a saved cascade or pipeline folder")

@@ -33,7 +33,7 @@ from huggingface_hub import constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from cascade.atomic_write import write_atomically
+from cascade.utils.atomic import write_atomically
 
 MODEL_INDEX = "model_index.json"
 PIPELINES_MODULE = "cascade.pipelines"  # the public module the pipeline code files import from

@@ -1,22 +1,29 @@
-"""The base of every stage pipeline: prompt encoding, noise, the guided denoising loop, decoding, and
-saving and loading (:mod:`.hub_loading`).
+"""The base of every stage pipeline: the checks and the opening every call shares, noise, the guided denoising
+loop, decoding, and saving and loading (:mod:`.hub_loading`).
 
-Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598. Frame windows: :mod:`cascade.windows`.
+Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598. Frame windows: :mod:`cascade.ops.windows`.
 """
 
 import inspect
 import os
-from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
+import PIL.Image
 import torch
-from diffusers import DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
+from transformers import CLIPTextModel, CLIPTokenizer
 
-from cascade.models import VideoUNet
-from cascade.models.video_unet import downsampling_factor
+from cascade.models.video_unet import VideoUNet, downsampling_factor
+from cascade.ops.latents import decode_video
+from cascade.ops.text import encode_text
+from cascade.ops.windows import run_in_windows
+from cascade.utils.checks import check_int, check_number, check_tensor_shape
 from cascade.utils.devices import warn_if_emulated
-from cascade.windows import run_in_windows
 
 from .hub_loading import (
     MODEL_INDEX,
@@ -26,25 +33,43 @@ from .hub_loading import (
     saved_pipeline_class,
     stage_files,
 )
-from .stage_utils import (
-    VideoPipelineOutput,
-    check_callback_inputs,
-    check_generator,
-    check_number,
-    check_output_type,
-    check_positive_int,
-    check_prompts,
-    check_tensor_shape,
-    decode_latents,
-    encode_text,
-)
+from .inputs import check_callback_inputs, check_generator, check_output_type, check_prompts
+from .stage_call import StageCall
+
+
+@dataclass
+class VideoPipelineOutput(BaseOutput):
+    """Frames of a stage: ``np`` ``(B, F, H, W, 3)`` in [0, 1], ``pt`` ``(B, F, 3, H, W)``, ``pil`` a list
+    (per video) of lists of images, or ``latent`` ``(B, C, F, h, w)``."""
+
+    frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
 
 
 class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
-    """What the stage pipelines share. Subclasses register ``unet`` (a :class:`cascade.VideoUNet`),
-    ``scheduler``, ``text_encoder``, ``tokenizer`` and optionally ``vae``, and implement ``__call__``."""
+    """What the stage pipelines share. Its components are every stage's: ``unet`` (a
+    :class:`cascade.VideoUNet`), ``scheduler`` (any diffusers scheduler), ``text_encoder`` and ``tokenizer``
+    (CLIP), and an optional ``vae`` (latent space with it, pixel space without). A stage with more components
+    or settings has an ``__init__`` of its own. Subclasses implement ``check_inputs`` (which calls
+    :meth:`check_common_inputs`), :meth:`output_shape` and :meth:`input_size_problem`, and write their own
+    ``__call__``, decorated with :func:`~cascade.pipelines.stage_call.stage_call`."""
 
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components = ["vae"]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    def __init__(
+        self,
+        unet: VideoUNet,
+        scheduler: SchedulerMixin,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        vae: AutoencoderKL | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, vae=vae
+        )
+        self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
@@ -120,6 +145,19 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
     def num_timesteps(self) -> int:
         return self._num_timesteps
 
+    def call_default(self, argument: str):
+        """The default of ``argument`` in this pipeline's ``__call__``."""
+        return inspect.signature(self.__call__).parameters[argument].default
+
+    def output_shape(self, num_frames: int | None, size: int | None, settings: dict) -> tuple:
+        """``(frames, size)`` this stage outputs for ``num_frames`` input frames of ``size`` x ``size`` pixels,
+        called with ``settings`` (its ``stage_kwargs``); ``None`` where that is not known here."""
+        raise NotImplementedError
+
+    def input_size_problem(self, size: int) -> str | None:
+        """Why this stage cannot take input frames of ``size`` x ``size`` pixels, or ``None`` when it can."""
+        return None
+
     def encode_prompt(
         self,
         prompt: str | list[str] | None,
@@ -150,63 +188,72 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
             negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
         return prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0), negative_prompt_embeds
 
-    def finish(
-        self, latents: torch.Tensor, output_type: str, return_dict: bool, decode_chunk_size: int | None
-    ) -> VideoPipelineOutput | tuple:
-        """Decodes the denoised sample ``(B, C, F, h, w)`` to ``output_type`` frames, frees offloaded models
-        and returns the pipeline output."""
-        if output_type == "latent":
-            frames = latents
-        else:
-            frames = self.video_processor.postprocess_video(
-                self.decode(latents, decode_chunk_size), output_type
-            )
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (frames,)
-        return VideoPipelineOutput(frames=frames)
-
-    @staticmethod
-    def callback_tensor_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs) -> list[str]:
-        """The tensors the step-end callback receives: a diffusers ``PipelineCallback``'s own, else the ones
-        asked for, else ``["latents"]``."""
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            return callback_on_step_end.tensor_inputs
-        return callback_on_step_end_tensor_inputs or ["latents"]
-
-    def check_sampling_inputs(
+    def check_common_inputs(
         self,
-        batch_size: int,
+        latents_shape,
+        *,
+        prompt,
+        negative_prompt,
         num_inference_steps,
         guidance_scale,
         num_videos_per_prompt,
         generator,
         latents,
-        latents_shape,
+        prompt_embeds,
+        negative_prompt_embeds,
         output_type,
+        return_dict,
+        callback_on_step_end,
         callback_on_step_end_tensor_inputs,
         decode_chunk_size,
-    ) -> None:
-        """Checks the arguments every stage's ``__call__`` shares, for a batch of ``batch_size`` prompts;
-        ``latents_shape(videos)`` gives the shape given ``latents`` must have."""
-        check_positive_int("num_inference_steps", num_inference_steps)
-        check_number("guidance_scale", guidance_scale, 0.0)
-        check_positive_int("num_videos_per_prompt", num_videos_per_prompt)
+    ) -> int:
+        """Checks the arguments every stage takes and returns the batch size the prompts define;
+        ``latents_shape(videos)`` gives the shape given ``latents`` must have for a batch of ``videos``."""
+        batch_size = check_prompts(
+            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.text_embedding_dim
+        )
+        check_int("num_inference_steps", num_inference_steps, minimum=1)
+        check_number("guidance_scale", guidance_scale, minimum=0.0)
+        check_int("num_videos_per_prompt", num_videos_per_prompt, minimum=1)
         check_generator(generator, batch_size * num_videos_per_prompt)
         if latents is not None:
             check_tensor_shape("latents", latents, latents_shape(batch_size * num_videos_per_prompt))
         check_output_type(output_type)
-        check_callback_inputs(callback_on_step_end_tensor_inputs, self._callback_tensor_inputs)
+        if not isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
+            check_callback_inputs(callback_on_step_end_tensor_inputs, self._callback_tensor_inputs)
         if decode_chunk_size is not None:
-            check_positive_int("decode_chunk_size", decode_chunk_size)
+            check_int("decode_chunk_size", decode_chunk_size, minimum=1)
+        return batch_size
 
-    def prepare_latents(self, shape, dtype, device, generator, latents=None) -> torch.Tensor:
-        """Starting noise ``(B, C, F, h, w)``, scaled by the scheduler's initial sigma."""
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        else:
-            latents = latents.to(device=device, dtype=dtype)
-        return latents * self.scheduler.init_noise_sigma
+    def begin_call(self, call: StageCall) -> StageCall:
+        """The opening every stage's call shares, once its arguments are checked: sets the guidance state,
+        encodes the prompts on the execution device and settles the tensors the step-end callback receives
+        (a diffusers ``PipelineCallback``'s own, else the ones asked for, else ``["latents"]``)."""
+        self._guidance_scale = call.guidance_scale
+        call.prompt_embeds, call.negative_prompt_embeds = self.encode_prompt(
+            call.prompt,
+            self._execution_device,
+            call.num_videos_per_prompt,
+            self.do_classifier_free_guidance,
+            call.negative_prompt,
+            call.prompt_embeds,
+            call.negative_prompt_embeds,
+        )
+        if isinstance(call.callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
+            call.callback_on_step_end_tensor_inputs = call.callback_on_step_end.tensor_inputs
+        call.callback_on_step_end_tensor_inputs = call.callback_on_step_end_tensor_inputs or ["latents"]
+        return call
+
+    def prepare_latents(self, shape, call: StageCall) -> torch.Tensor:
+        """Starting noise ``shape`` ``(B, C, F, h, w)`` (the call's ``latents`` when given), scaled by the
+        scheduler's initial sigma."""
+        device, dtype = call.prompt_embeds.device, call.prompt_embeds.dtype
+        if call.latents is None:
+            return (
+                randn_tensor(shape, generator=call.generator, device=device, dtype=dtype)
+                * self.scheduler.init_noise_sigma
+            )
+        return call.latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
 
     def timesteps_from(self, num_inference_steps: int, begin_step: int, device) -> torch.Tensor:
         """Sets the scheduler to ``num_inference_steps`` and returns its timesteps from step ``begin_step``
@@ -221,26 +268,21 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         """Pixels ``(B, 3, F, H, W)`` in [-1, 1] from the denoised sample."""
         if self.vae is None:
             return latents
-        return decode_latents(self.vae, latents.to(self.vae.dtype), decode_chunk_size)
+        return decode_video(self.vae, latents.to(self.vae.dtype), decode_chunk_size)
 
     def denoise(
         self,
+        call: StageCall,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        negative_prompt_embeds: torch.Tensor | None,
-        num_inference_steps: int,
-        generator=None,
         conditioning: torch.Tensor | None = None,
         class_labels: torch.Tensor | None = None,
         window: int | None = None,
         window_overlap: int = 0,
-        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
-        callback_on_step_end_tensor_inputs: list[str] | None = None,
         begin_step: int = 0,
     ) -> torch.Tensor:
         """Runs the scheduler from noise ``latents`` ``(B, C, F, h, w)`` to a clean sample; from step
-        ``begin_step`` of ``num_inference_steps`` (``latents`` then at that step's noise level), as diffusers'
-        image-to-image pipelines do.
+        ``begin_step`` of ``call.num_inference_steps`` (``latents`` then at that step's noise level), as
+        diffusers' image-to-image pipelines do.
 
         ``conditioning`` ``(B, k, F, h, w)`` is concatenated to the model input as the UNet's extra input
         channels; ``class_labels`` ``(B,)`` go to its class embedding. The UNet sees ``window`` frames at a
@@ -249,12 +291,12 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         ``self.guidance_scale``.
         """
         warn_if_emulated(self.unet.dtype, latents.device)
-        timesteps = self.timesteps_from(num_inference_steps, begin_step, latents.device)
+        timesteps = self.timesteps_from(call.num_inference_steps, begin_step, latents.device)
         self._num_timesteps = len(timesteps)
         step_parameters = inspect.signature(self.scheduler.step).parameters
-        step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
-        tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        step_kwargs = {"generator": call.generator} if "generator" in step_parameters else {}
         guided = self.do_classifier_free_guidance
+        prompt_embeds, negative_prompt_embeds = call.prompt_embeds, call.negative_prompt_embeds
 
         def guided_prediction(model_input: torch.Tensor, frames: slice, t) -> torch.Tensor:
             # The window's scaled latents (B, C, W, h, w) -> its guided prediction (B, C, W, h, w). Conditioning
@@ -284,16 +326,34 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
                 )
                 latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
 
-                if callback_on_step_end is not None:
+                if call.callback_on_step_end is not None:
                     available = {
                         "latents": latents,
                         "prompt_embeds": prompt_embeds,
                         "negative_prompt_embeds": negative_prompt_embeds,
                     }
-                    tensors = {name: available[name] for name in tensor_inputs}
-                    replaced = callback_on_step_end(self, i, t, tensors) or {}
+                    tensors = {name: available[name] for name in call.callback_on_step_end_tensor_inputs}
+                    replaced = call.callback_on_step_end(self, i, t, tensors) or {}
                     latents = replaced.get("latents", latents)
                     prompt_embeds = replaced.get("prompt_embeds", prompt_embeds)
                     negative_prompt_embeds = replaced.get("negative_prompt_embeds", negative_prompt_embeds)
                 progress_bar.update()
         return latents
+
+    def finish(self, call: StageCall, latents: torch.Tensor, decode_chunk_size: int | None = None):
+        """Decodes the denoised sample ``(B, C, F, h, w)`` to ``call.output_type`` frames (the VAE taking
+        ``call.decode_chunk_size`` frames at a time, else ``decode_chunk_size``), frees offloaded models and
+        returns the pipeline output."""
+        if call.output_type == "latent":
+            frames = latents
+        else:
+            pixels = self.decode(latents, call.decode_chunk_size or decode_chunk_size)
+            frames = self.video_processor.postprocess_video(pixels, call.output_type)
+        return self.output(call, frames)
+
+    def output(self, call: StageCall, frames) -> VideoPipelineOutput | tuple:
+        """The pipeline's return value for ``frames``, once the offloaded models are freed."""
+        self.maybe_free_model_hooks()
+        if not call.return_dict:
+            return (frames,)
+        return VideoPipelineOutput(frames=frames)

@@ -14,24 +14,36 @@ import math
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, SchedulerMixin, UNet2DConditionModel
-from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from cascade.conditioning import noise_augment, resize_frames
-from cascade.models import VideoUNet
+from cascade.models.video_unet import VideoUNet
+from cascade.ops.conditioning import noise_augment
+from cascade.ops.frames import resize_frames
+from cascade.utils.checks import check_int
 
+from .inputs import video_to_tensor
 from .stage_base import VideoStagePipeline
-from .stage_utils import (
-    check_positive_int,
-    check_prompts,
-)
+from .stage_call import Argument, StageCall
 
 PIXEL_UPSCALE_FACTOR = 4  # the default in pixel space, as Make-A-Video's SR_l and the x4 upscaler
-
-
-def _check_int_range(name: str, value, low: int, high: int, meaning: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"`{name}` must be an int in [{low}, {high}]{meaning}, got {value!r}.")
+# The arguments both super-resolution stages take (in ``call.inputs``), after ``prompt``.
+LOW_RES_ARGUMENTS = (
+    Argument(
+        "video",
+        None,
+        object,
+        "the low-resolution videos as the previous stage returns them: ``np`` ``(B, F, H, W, 3)`` or ``pt`` "
+        "``(B, F, 3, H, W)`` in [0, 1], a list of PIL frames or a list of such lists; ``H`` and ``W`` times "
+        "``upscale_factor`` must be multiples of ``pipe.size_multiple``.",
+    ),
+    Argument(
+        "noise_level",
+        20,
+        int,
+        "how much the low-resolution video is noised before conditioning, in ``[0, max_noise_level]``: "
+        "higher levels let the stage repair more of the previous stage's artefacts and follow its input less.",
+    ),
+)
 
 
 class SuperResolutionStagePipeline(VideoStagePipeline):
@@ -47,9 +59,6 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
         max_noise_level: the highest ``noise_level`` allowed (the x4 upscaler's 350).
     """
 
-    model_cpu_offload_seq = "text_encoder->unet->vae"
-    _optional_components = ["vae"]
-
     def __init__(
         self,
         unet: VideoUNet | UNet2DConditionModel,
@@ -61,24 +70,27 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
         upscale_factor: int | None = None,
         max_noise_level: int = 350,
     ):
-        super().__init__()
-        self.register_modules(
-            unet=unet,
-            scheduler=scheduler,
-            low_res_scheduler=low_res_scheduler,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            vae=vae,
-        )
+        super().__init__(unet, scheduler, text_encoder, tokenizer, vae)
+        self.register_modules(low_res_scheduler=low_res_scheduler)
         if upscale_factor is None:
             upscale_factor = self.vae_scale_factor if vae is not None else PIXEL_UPSCALE_FACTOR
-        check_positive_int("upscale_factor", upscale_factor)
+        check_int("upscale_factor", upscale_factor, minimum=1)
         levels = low_res_scheduler.config.num_train_timesteps
-        _check_int_range(
-            "max_noise_level", max_noise_level, 0, levels - 1, " (the low_res_scheduler's levels)"
+        check_int(
+            "max_noise_level", max_noise_level, 0, levels - 1, meaning=" (the low_res_scheduler's levels)"
         )
         self.register_to_config(upscale_factor=upscale_factor, max_noise_level=max_noise_level)
-        self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
+
+    def output_shape(self, num_frames, size, settings: dict) -> tuple:
+        return num_frames, None if size is None else size * self.config.upscale_factor
+
+    def input_size_problem(self, size: int) -> str | None:
+        if (size * self.config.upscale_factor) % self.size_multiple:
+            return (
+                f"upsamples by {self.config.upscale_factor} and needs output sizes that are multiples of "
+                f"{self.size_multiple}"
+            )
+        return None
 
     def latents_shape(self, batch_size: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         """Shape of the noisy sample for ``num_frames`` input frames of ``height`` x ``width``."""
@@ -86,25 +98,8 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
         channels = self.spatial_unet.config.out_channels
         return (batch_size, channels, num_frames, height * factor // vae_factor, width * factor // vae_factor)
 
-    def check_inputs(
-        self,
-        prompt,
-        low_res,
-        noise_level,
-        negative_prompt,
-        num_inference_steps,
-        guidance_scale,
-        num_videos_per_prompt,
-        generator,
-        latents,
-        prompt_embeds,
-        negative_prompt_embeds,
-        output_type,
-        callback_on_step_end_tensor_inputs,
-        decode_chunk_size,
-    ) -> None:
-        """Raises ``ValueError`` naming the first bad argument, before any model runs. ``low_res`` is the
-        video after :func:`video_to_tensor` (which has checked it), ``(B, 3, F, H, W)``."""
+    def check_low_res_inputs(self, video, noise_level, common: dict) -> None:
+        """Checks the UNet, the low-resolution ``video``, ``noise_level`` and the ``common`` arguments."""
         config = self.spatial_unet.config
         if config.in_channels - config.out_channels != 3:
             raise ValueError(
@@ -122,13 +117,7 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
                 f"`unet` has num_class_embeds={labels}, too few for max_noise_level="
                 f"{self.config.max_noise_level}: it needs at least {self.config.max_noise_level + 1}."
             )
-        batch_size = check_prompts(
-            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.text_embedding_dim
-        )
-        if low_res.shape[0] != batch_size:
-            raise ValueError(
-                f"`video` has {low_res.shape[0]} videos but the prompts define a batch of {batch_size}."
-            )
+        low_res = video_to_tensor(video, self.video_processor)  # (B, 3, F, H, W)
         height, width = low_res.shape[-2:]
         factor, multiple = self.config.upscale_factor, self.size_multiple
         if (height * factor) % multiple or (width * factor) % multiple:
@@ -137,42 +126,36 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
                 f"`video` frames must have a height and width that are multiples of {allowed} (upscaled x"
                 f"{factor}, multiples of {multiple} for this model), got {height}x{width}."
             )
-        _check_int_range(
-            "noise_level", noise_level, 0, self.config.max_noise_level, " (the pipeline's max_noise_level)"
+        check_int(
+            "noise_level",
+            noise_level,
+            0,
+            self.config.max_noise_level,
+            meaning=" (the pipeline's max_noise_level)",
         )
-        self.check_sampling_inputs(
-            batch_size,
-            num_inference_steps,
-            guidance_scale,
-            num_videos_per_prompt,
-            generator,
-            latents,
-            lambda videos: self.latents_shape(videos, low_res.shape[2], height, width),
-            output_type,
-            callback_on_step_end_tensor_inputs,
-            decode_chunk_size,
+        batch_size = self.check_common_inputs(
+            lambda videos: self.latents_shape(videos, low_res.shape[2], height, width), **common
         )
+        if low_res.shape[0] != batch_size:
+            raise ValueError(
+                f"`video` has {low_res.shape[0]} videos but the prompts define a batch of {batch_size}."
+            )
 
-    def prepare_conditioning(
-        self,
-        low_res: torch.Tensor,
-        noise_level: int,
-        num_videos_per_prompt: int,
-        generator,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The UNet's conditioning channels and class labels for ``low_res`` ``(B, 3, F, H, W)`` in [-1, 1].
+    def prepare_conditioning(self, call: StageCall) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """The UNet's conditioning for the call's low-resolution ``video`` at its ``noise_level``.
 
         Each video is repeated ``num_videos_per_prompt`` times, resized bilinearly to the noisy sample's grid
         (bilinear keeps the values in [-1, 1], unlike bicubic; no resize when the grid matches), then noised
-        to ``noise_level`` with ``low_res_scheduler``. Returns ``(conditioning, noise_levels)``:
-        ``(B * n, 3, F, h, w)`` and ``(B * n,)`` integers.
+        to ``noise_level`` with ``low_res_scheduler``. Returns ``(conditioning, noise_levels, shape)``:
+        ``(B * n, 3, F, h, w)``, ``(B * n,)`` integers and the noisy sample's shape.
         """
-        low_res = low_res.to(device=device, dtype=dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+        low_res = video_to_tensor(call.inputs["video"], self.video_processor)  # (B, 3, F, H, W) in [-1, 1]
+        device, dtype = call.prompt_embeds.device, call.prompt_embeds.dtype
+        low_res = low_res.to(device=device, dtype=dtype).repeat_interleave(call.num_videos_per_prompt, dim=0)
         batch, _, frames, height, width = low_res.shape
-        grid = self.latents_shape(batch, frames, height, width)[-2:]
-        if (height, width) != grid:
-            low_res = resize_frames(low_res, grid, "bilinear")  # (B, 3, F, h, w)
-        noise_levels = torch.full((batch,), noise_level, dtype=torch.long, device=device)
-        return noise_augment(low_res, noise_levels, self.low_res_scheduler, generator), noise_levels
+        shape = self.latents_shape(batch, frames, height, width)
+        if (height, width) != shape[-2:]:
+            low_res = resize_frames(low_res, shape[-2:], "bilinear")  # (B, 3, F, h, w)
+        noise_levels = torch.full((batch,), call.inputs["noise_level"], dtype=torch.long, device=device)
+        conditioning = noise_augment(low_res, noise_levels, self.low_res_scheduler, call.generator)
+        return conditioning, noise_levels, shape

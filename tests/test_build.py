@@ -27,7 +27,7 @@ from cascade.pipelines import (
     SpatialSRPipeline,
     SpatioTemporalSRPipeline,
 )
-from cascade.tiny_models import (
+from cascade.testing.tiny_models import (
     tiny_keyframes_components,
     tiny_text_encoder,
     tiny_tokenizer,

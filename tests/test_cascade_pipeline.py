@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cascade import CascadePipeline
-from cascade.tiny_models import tiny_cascade_stages, tiny_text_encoder, tiny_tokenizer
+from cascade.testing.tiny_models import tiny_cascade_stages, tiny_text_encoder, tiny_tokenizer
 
 FAST = {"num_inference_steps": 1}
 SETTINGS = {
@@ -142,7 +142,11 @@ def test_saving_refuses_a_folder_that_is_not_a_cascade_and_replaces_one_that_is(
 
 def test_incompatible_stages_are_rejected_when_the_cascade_is_built(stages):
     from cascade import KeyframesPipeline, SpatioTemporalSRPipeline, inflate
-    from cascade.tiny_models import tiny_keyframes_components, tiny_super_resolution_components, tiny_unet2d
+    from cascade.testing.tiny_models import (
+        tiny_keyframes_components,
+        tiny_super_resolution_components,
+        tiny_unet2d,
+    )
 
     small = tiny_unet2d(sample_size=6, in_channels=3, out_channels=3)  # 6x6 keyframes
     keyframes = KeyframesPipeline(**{**tiny_keyframes_components(), "unet": inflate(small)})
@@ -176,17 +180,17 @@ def test_incompatible_stages_are_rejected_when_the_cascade_is_built(stages):
         ({"stage_kwargs": {"keyframes": 3}}, r"`stage_kwargs\['keyframes'\]` must be a dict, got 3"),
         (
             {"video": np.zeros((1, 2, 8, 8, 3))},
-            "`video` must be given exactly when the first stage is not keyframes",
+            "`video` must be given exactly when the first stage takes a video",
         ),
         ({"output_type": "latent"}, r"must be one of \['np', 'pt', 'pil'\] for a cascade"),
-        ({"seed": "1"}, "`seed` must be an int or None, got '1'"),
+        ({"seed": "1"}, "`seed` must be None or an int, got '1'"),
         (
             {"stage_kwargs": {"interpolation": {"windw": 9}}},
             r"has \['windw'\], which InterpolationPipeline does not take",
         ),
         (
             {"stage_kwargs": {"keyframes": {"seed": 1.5}}},
-            r"`stage_kwargs\['keyframes'\]\['seed'\]` must be an int, got 1.5",
+            r"`stage_kwargs\['keyframes'\]\['seed'\]` must be None or an int, got 1.5",
         ),
         (
             {"stage_kwargs": {"keyframes": {"return_dict": False}}},

@@ -6,14 +6,14 @@ from pathlib import Path
 import yaml
 
 from cascade import CascadePipeline
-from cascade.cli import DEFAULT_MODEL
+from cascade.pipelines.cascade import DEMO_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "weights" / "demo"
 
 
 def test_the_default_model_is_the_shipped_demo_cascade():
-    assert DEFAULT_MODEL == DEMO
+    assert DEMO_MODEL == DEMO
     files = [path for path in DEMO.rglob("*") if path.is_file()]
     assert sum(path.stat().st_size for path in files) < 40 * 2**20
     weights = [path for path in files if path.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]

@@ -11,7 +11,7 @@ import pytest
 from cascade import CascadePipeline, inflate
 from cascade.data import ShapesWorld
 from cascade.eval.stage_fidelity import CLIPS_SEED
-from cascade.tiny_models import tiny_cascade_stages, tiny_super_resolution_components, tiny_unet2d
+from cascade.testing.tiny_models import tiny_cascade_stages, tiny_super_resolution_components, tiny_unet2d
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "demo_quality.py"
 SPEC = importlib.util.spec_from_file_location("demo_quality", SCRIPT)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cascade import KeyframesPipeline
-from cascade.tiny_models import tiny_keyframes_components
+from cascade.testing.tiny_models import tiny_keyframes_components
 from cascade.utils import devices
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")

@@ -18,7 +18,7 @@ from cascade.data import ShapesWorld, make_caption, render_clip
 from cascade.eval import psnr
 from cascade.eval.report import LABEL_HEIGHT, THUMBNAIL_HEIGHT
 from cascade.eval.stage_fidelity import CLIPS_SEED
-from cascade.tiny_models import tiny_tokenizer
+from cascade.testing.tiny_models import tiny_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.(script|load)` is deprecated:DeprecationWarning")
 

@@ -36,7 +36,7 @@ def test_frame_fid_rejects_bad_input():
         frame_fid(real, real[:, :3], _projection)
     with pytest.raises(ValueError, match=r"extractor must return a \(\d+, D\) tensor"):
         frame_fid(real, real, lambda x: x.mean())
-    with pytest.raises(TypeError, match="extractor must be callable"):
+    with pytest.raises(ValueError, match="extractor must be callable"):
         frame_fid(real, real, "inception")
 
 
@@ -76,7 +76,7 @@ def test_inception_score_rejects_bad_input():
     classifier = _classifier([[0.0, 1.0]])
     with pytest.raises(ValueError, match="at least splits=10 videos; got 2"):
         inception_score(_constant_videos([0, 0]), classifier)
-    with pytest.raises(ValueError, match="splits must be an integer >= 1; got 0"):
+    with pytest.raises(ValueError, match="`splits` must be a positive int, got 0"):
         inception_score(_constant_videos([0, 0]), classifier, splits=0)
     with pytest.raises(ValueError, match="classifier returned NaN"):
         inception_score(_constant_videos([0]), lambda v: torch.full((1, 2), float("nan")), splits=1)

@@ -132,7 +132,7 @@ def test_kernel_distance_subsets_are_seeded_and_validated():
     assert first != kernel_distance(real, generated, num_subsets=5, subset_size=10, seed=2)
     with pytest.raises(ValueError, match="at least 2 samples per set"):
         kernel_distance(real[:1], generated)
-    with pytest.raises(ValueError, match="num_subsets must be an integer >= 1; got 0"):
+    with pytest.raises(ValueError, match="`num_subsets` must be a positive int, got 0"):
         kernel_distance(real, generated, num_subsets=0)
     with pytest.raises(ValueError, match="same feature dimension"):
         kernel_distance(real, generated[:, :3])

@@ -149,9 +149,9 @@ def test_fvd_warns_with_fewer_clips_than_feature_dimensions(tiny_detector_path):
             _videos(0, 3),
             _videos(1, 3),
             {"protocol": "tf"},
-            r"protocol must be one of \('original', 'stylegan-v'\)",
+            r"`protocol` must be one of \['original', 'stylegan-v'\]",
         ),
-        (_videos(0, 3), _videos(1, 3), {"batch_size": 0}, "batch_size must be an integer >= 1; got 0"),
+        (_videos(0, 3), _videos(1, 3), {"batch_size": 0}, "`batch_size` must be a positive int, got 0"),
         (_videos(0, 3), _videos(1, 3) * 2, {}, "generated_videos values must lie in"),
     ],
 )

@@ -11,7 +11,7 @@ from cascade import CascadePipeline
 from cascade.data import ShapesWorld, render_clip
 from cascade.eval import psnr
 from cascade.eval.stage_fidelity import CLIPS_SEED, stage_fidelity, stage_shapes
-from cascade.tiny_models import tiny_cascade_stages
+from cascade.testing.tiny_models import tiny_cascade_stages
 
 NUM_FRAMES = 2  # keyframes; 4x interpolation gives 5 frames
 

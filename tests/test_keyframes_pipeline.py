@@ -12,23 +12,13 @@ from diffusers import (
 )
 
 from cascade import KeyframesPipeline
-from cascade.tiny_models import tiny_keyframes_components
+from cascade.testing.tiny_models import tiny_keyframes_components
 
 
 def make_pipeline(latent=False, **components):
     pipe = KeyframesPipeline(**{**tiny_keyframes_components(latent=latent), **components})
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-@pytest.fixture(scope="module")
-def pixel_pipe():
-    return make_pipeline(latent=False)
-
-
-@pytest.fixture(scope="module")
-def latent_pipe():
-    return make_pipeline(latent=True)
 
 
 def generate(pipe, prompt="a red circle moving left", seed=0, **kwargs):
@@ -184,7 +174,7 @@ def _bad_inputs(pipe):
         ({"num_frames": 0}, r"`num_frames` must be a positive int, got 0"),
         ({"num_frames": 2.5}, r"`num_frames` must be a positive int, got 2.5"),
         ({"num_inference_steps": -1}, r"`num_inference_steps` must be a positive int, got -1"),
-        ({"guidance_scale": -2.0}, r"`guidance_scale` must be a number >= 0.0, got -2.0"),
+        ({"guidance_scale": -2.0}, r"`guidance_scale` must be a finite number >= 0.0, got -2.0"),
         ({"num_videos_per_prompt": 0}, r"`num_videos_per_prompt` must be a positive int, got 0"),
         ({"prompt": None}, r"Give exactly one of `prompt` and `prompt_embeds`"),
         ({"prompt_embeds": embeds}, r"Give exactly one of `prompt` and `prompt_embeds`"),
@@ -239,7 +229,7 @@ def test_bad_input_is_rejected_before_any_model_runs(case, pixel_pipe):
 
 def test_a_unet_with_conditioning_channels_is_rejected():
     from cascade import inflate
-    from cascade.tiny_models import tiny_unet2d
+    from cascade.testing.tiny_models import tiny_unet2d
 
     pipe = make_pipeline(
         unet=inflate(tiny_unet2d(sample_size=8, in_channels=3, out_channels=3), extra_in_channels=2)

@@ -6,8 +6,8 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline
 from diffusers.utils import convert_state_dict_to_diffusers
 
 from cascade import KeyframesPipeline, inflate
-from cascade.pipelines.stage_utils import encode_text
-from cascade.tiny_models import TEXT_DIM, tiny_text_encoder, tiny_tokenizer, tiny_unet2d
+from cascade.ops.text import encode_text
+from cascade.testing.tiny_models import TEXT_DIM, tiny_text_encoder, tiny_tokenizer, tiny_unet2d
 
 peft = pytest.importorskip("peft")
 CPU = torch.device("cpu")

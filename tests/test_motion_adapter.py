@@ -7,7 +7,7 @@ from diffusers.models.embeddings import SinusoidalPositionalEmbedding
 
 from cascade import FramePositions, inflate
 from cascade.models.motion_adapter import load_motion_adapter
-from cascade.tiny_models import TEXT_DIM, tiny_unet2d
+from cascade.testing.tiny_models import TEXT_DIM, tiny_unet2d
 
 
 def tiny_adapter(seed=0, **overrides):

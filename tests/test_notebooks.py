@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cascade import CascadePipeline, auto_dtype
-from cascade.tiny_models import UNET_CONFIGS, tiny_cascade_stages
+from cascade.testing.tiny_models import UNET_CONFIGS, tiny_cascade_stages
 
 from hub_cache import cache_repo
 

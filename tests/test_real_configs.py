@@ -7,7 +7,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from cascade import inflate
-from cascade.models.reference_configs import SD15_UNET, X4_UPSCALER_UNET
+from cascade.testing.reference_configs import SD15_UNET, X4_UPSCALER_UNET
 
 
 def test_sd15_config_builds_the_published_parameter_count():

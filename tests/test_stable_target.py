@@ -4,7 +4,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from cascade.data import PALETTE, ShapesDataset, parse_caption
-from cascade.tiny_models import tiny_keyframes_components
+from cascade.testing.tiny_models import tiny_keyframes_components
 from cascade.training import StageTrainer, TrainingConfig, training_target
 from cascade.training.stable_target import ReferenceClips, posterior_weights, stable_training_target
 
@@ -149,7 +149,7 @@ def test_reference_clips_adds_references_and_needs_same_caption():
     assert torch.equal(item["reference_values"], dataset.same_caption(2, 3))
     with pytest.raises(ValueError, match="same_caption"):
         ReferenceClips([{"pixel_values": torch.zeros(3, 2, 8, 8)}], 3)
-    with pytest.raises(ValueError, match="`count` must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="`count` must be a positive int, got 0"):
         ReferenceClips(dataset, 0)
 
 

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from cascade import inflate
-from cascade.conditioning import noise_augment
+from cascade.ops.conditioning import noise_augment
+from cascade.ops.windows import window_starts
 from cascade.pipelines.spatial_sr import SpatialSRPipeline
 from cascade.pipelines.spatiotemporal_sr import SpatioTemporalSRPipeline
-from cascade.tiny_models import tiny_super_resolution_components, tiny_unet2d
-from cascade.windows import window_starts
+from cascade.testing.tiny_models import tiny_super_resolution_components, tiny_unet2d
 
 PIPELINES = {"spatiotemporal": SpatioTemporalSRPipeline, "spatial": SpatialSRPipeline}
 
@@ -43,6 +43,13 @@ def upsample(pipe, video=None, prompt="a red circle", seed=0, **kwargs):
     video = low_res_video() if video is None else video
     kwargs = {"num_inference_steps": 2, **kwargs}
     return pipe(prompt, video, generator=torch.Generator().manual_seed(seed), **kwargs).frames
+
+
+def capture_two_prompts(pipe, frames: int, **kwargs) -> "CaptureUNetCalls":
+    """The UNet calls of upsampling two videos of ``frames`` frames for the prompts "a" and "b"."""
+    with CaptureUNetCalls(pipe.unet) as calls:
+        upsample(pipe, low_res_video(batch=2, frames=frames), prompt=["a", "b"], **kwargs)
+    return calls
 
 
 class CaptureUNetCalls:
@@ -119,16 +126,9 @@ def test_upscale_factor_is_a_config_entry_that_survives_saving(kind, tmp_path):
 def test_noise_level_reaches_the_unet_as_a_class_label_per_video(kind, guidance_scale, pipes):
     pipe = pipes[kind, "pixel"]
     one_chunk = {"frame_chunk_size": 8} if kind == "spatial" else {}  # the 8 frames of the 4 videos
-    with CaptureUNetCalls(pipe.unet) as calls:
-        upsample(
-            pipe,
-            low_res_video(batch=2, frames=2),
-            prompt=["a", "b"],
-            noise_level=123,
-            guidance_scale=guidance_scale,
-            num_videos_per_prompt=2,
-            **one_chunk,
-        )
+    calls = capture_two_prompts(
+        pipe, 2, noise_level=123, guidance_scale=guidance_scale, num_videos_per_prompt=2, **one_chunk
+    )
     copies = 2 if guidance_scale > 1 else 1
     units = 4 if kind == "spatiotemporal" else 8  # videos, or frames folded into the batch
     assert len(calls.class_labels) == 2  # one UNet call per step
@@ -215,16 +215,9 @@ def test_windowed_vae_decoding_equals_decoding_all_frames_at_once(pipes):
 
 def first_noise(pipe, same_noise, **kwargs):
     """The noisy channels of every frame at the first step ``(B, F, C, h, w)``."""
-    with CaptureUNetCalls(pipe.unet) as calls:
-        upsample(
-            pipe,
-            low_res_video(batch=2, frames=3),
-            prompt=["a", "b"],
-            guidance_scale=1.0,
-            same_noise_for_all_frames=same_noise,
-            frame_chunk_size=6,
-            **kwargs,
-        )
+    calls = capture_two_prompts(
+        pipe, 3, guidance_scale=1.0, same_noise_for_all_frames=same_noise, frame_chunk_size=6, **kwargs
+    )
     channels = pipe.spatial_unet.config.out_channels
     sample = calls.samples[0][:, :channels]  # (B*F, C, h, w) or (B*F, C, 1, h, w)
     return sample.reshape(2, 3, channels, *sample.shape[-2:])
@@ -327,7 +320,7 @@ def _bad_inputs(kind):
         ({"noise_level": 351}, r"`noise_level` must be an int in \[0, 350\] .*, got 351"),
         ({"noise_level": 20.0}, r"`noise_level` must be an int in \[0, 350\] .*, got 20.0"),
         ({"num_inference_steps": 0}, r"`num_inference_steps` must be a positive int, got 0"),
-        ({"guidance_scale": -1.0}, r"`guidance_scale` must be a number >= 0.0, got -1.0"),
+        ({"guidance_scale": -1.0}, r"`guidance_scale` must be a finite number >= 0.0, got -1.0"),
         ({"num_videos_per_prompt": 0}, r"`num_videos_per_prompt` must be a positive int, got 0"),
         ({"prompt": None}, r"Give exactly one of `prompt` and `prompt_embeds`"),
         ({"prompt": None, "prompt_embeds": embeds[..., :5]}, r"`prompt_embeds` must be a tensor of shape"),

@@ -7,7 +7,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from cascade.data import ShapesDataset
-from cascade.tiny_models import tiny_keyframes_components
+from cascade.testing.tiny_models import tiny_keyframes_components
 from cascade.training import StageTrainer, TrainingConfig, latest_checkpoint, training_target
 
 

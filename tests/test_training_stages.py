@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from cascade.data import VOCABULARY, ShapesDataset
 from cascade.models import inflate
-from cascade.tiny_models import tiny_text_encoder, tiny_tokenizer, tiny_unet2d, tiny_vae
+from cascade.testing.tiny_models import tiny_text_encoder, tiny_tokenizer, tiny_unet2d, tiny_vae
 from cascade.training import (
     StageTrainer,
     TrainingConfig,

@@ -5,14 +5,14 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from cascade.conditioning import (
+from cascade.eval.stage_fidelity import blend_frames
+from cascade.ops.conditioning import (
     blend_unknown_frames,
     interpolated_length,
     masked_frame_conditioning,
     noise_augment,
 )
-from cascade.eval.stage_fidelity import blend_frames
-from cascade.windows import run_in_windows, window_starts, window_weights
+from cascade.ops.windows import run_in_windows, window_starts, window_weights
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_windowed_blending_of_a_framewise_function_is_exact_and_sees_each_window
     ("args", "match"),
     [
         ((0, 4, 1), "`num_frames` must be a positive int"),
-        ((8, 4, 4), r"`overlap` must be an int in \[0, window=4\)"),
+        ((8, 4, 4), r"`window_overlap` must be an int in \[0, window=4\)"),
     ],
 )
 def test_bad_window_arguments_are_rejected(args, match):

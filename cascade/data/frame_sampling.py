@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._checks import check_choice, check_non_negative_int, check_positive_float, check_positive_int
+from cascade.utils.checks import check_choice, check_int, check_number
 
 CLIP_STARTS = ("random", "center", "first")
 
@@ -18,14 +18,14 @@ def clip_offsets(num_frames: int, stride: int | None = None, fps: float | None =
     to each time ``k / fps`` (``source_fps`` required: the video's own frame rate; frames repeat when
     ``fps`` exceeds it).
     """
-    num_frames = check_positive_int("num_frames", num_frames)
+    num_frames = check_int("num_frames", num_frames, minimum=1)
     if fps is None:
-        stride = 1 if stride is None else check_positive_int("stride", stride)
+        stride = 1 if stride is None else check_int("stride", stride, minimum=1)
         return np.arange(num_frames) * stride
     if stride is not None:
         raise ValueError(f"`stride` must be None when `fps` is given, got stride={stride!r}, fps={fps!r}.")
-    fps = check_positive_float("fps", fps)
-    source_fps = check_positive_float("source_fps", source_fps)
+    fps = check_number("fps", fps, greater_than=0)
+    source_fps = check_number("source_fps", source_fps, greater_than=0)
     return np.floor(np.arange(num_frames) * (source_fps / fps) + 0.5).astype(np.int64)
 
 
@@ -44,7 +44,7 @@ def sample_frame_indices(
     ``"center"`` in the middle, ``"random"`` uniformly among the positions that fit (drawn from
     ``rng``, required then). Raises :class:`VideoTooShortError` when the clip does not fit.
     """
-    num_available = check_non_negative_int("num_available", num_available)
+    num_available = check_int("num_available", num_available, minimum=0)
     check_choice("start", start, CLIP_STARTS)
     offsets = clip_offsets(num_frames, stride, fps, source_fps)  # (F,)
     span = int(offsets[-1]) + 1

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_positive_int
+from cascade.utils.checks import check_int
 
 
 def frames_to_tensor(frames) -> torch.Tensor:
@@ -40,8 +40,8 @@ def resize_center_crop(video: torch.Tensor, height: int, width: int) -> torch.Te
             f"`video` must be a tensor of shape (C, F, H, W), got {type(video).__name__} "
             f"of shape {tuple(getattr(video, 'shape', ()))}."
         )
-    height = check_positive_int("height", height)
-    width = check_positive_int("width", width)
+    height = check_int("height", height, minimum=1)
+    width = check_int("width", width, minimum=1)
     _, _, in_height, in_width = video.shape
     scale = max(height / in_height, width / in_width)
     new_height = max(height, round(in_height * scale))

@@ -1,7 +1,9 @@
-"""Reading videos (imageio: ffmpeg for mp4/webm/..., pillow for gif) and images (pillow) from disk.
+"""Reading and writing videos (imageio: ffmpeg for mp4/webm/..., pillow for gif; ``.npz`` for lossless uint8
+frames) and reading images (pillow): the one place the package encodes and decodes video files.
 
 Every failure of the underlying readers surfaces as :class:`MediaReadError`, so datasets can skip
-a bad file without swallowing unrelated errors.
+a bad file without swallowing unrelated errors. Files are written atomically
+(:func:`cascade.utils.atomic.write_atomically`).
 """
 
 from dataclasses import dataclass
@@ -11,14 +13,17 @@ import imageio.v2 as imageio
 import numpy as np
 from PIL import Image
 
+from cascade.utils.atomic import write_atomically
+
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
+WRITE_SUFFIXES = (".mp4", ".gif", ".npz")  # what write_video writes; npz: lossless uint8 ``frames``
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # Frame rate assumed for a gif that stores no frame duration (what browsers do with a zero delay).
 DEFAULT_GIF_FPS = 10.0
 
 
-class MediaReadError(RuntimeError):
-    """A video or image could not be opened or decoded."""
+class MediaReadError(ValueError):
+    """A video or image could not be opened or decoded (a ``ValueError``: the path given is a bad argument)."""
 
 
 @dataclass(frozen=True)
@@ -113,3 +118,47 @@ def read_image(path) -> np.ndarray:
             return np.asarray(image.convert("RGB"))  # (H, W, 3)
     except Exception as error:  # pillow raises many types; report them as one
         raise MediaReadError(f"cannot read image {str(path)!r}: {error}") from error
+
+
+def read_video(path) -> np.ndarray:
+    """All frames of a video file (any of :data:`VIDEO_EXTENSIONS`, or ``.npz`` holding uint8 ``frames``) as
+    uint8 ``(F, H, W, 3)``; :class:`MediaReadError` if it cannot be read."""
+    path = _check_path(path)
+    if path.suffix.lower() != ".npz":
+        return read_video_frames(path, range(probe_video(path).num_frames))  # (F, H, W, 3)
+    try:
+        with np.load(path) as data:
+            frames = data["frames"]
+    except (OSError, KeyError, ValueError) as error:
+        raise MediaReadError(f"cannot read video {str(path)!r}: {error}") from error
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+        raise MediaReadError(
+            f"{str(path)!r} must hold `frames` as uint8 (F, H, W, 3), got {frames.dtype} {frames.shape}"
+        )
+    return frames
+
+
+def write_video(frames, path, fps: int) -> None:
+    """Writes ``frames`` (uint8 ``(F, H, W, 3)`` or a list of PIL images) to ``path``, a :data:`WRITE_SUFFIXES`
+    file (``.npz``: lossless; ``.mp4`` and ``.gif`` through diffusers' ``export_to_video``/``export_to_gif``,
+    at ``fps`` frames per second), through a temporary file renamed into place."""
+    path = _check_path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise ValueError(f"`path` must end in one of {list(WRITE_SUFFIXES)}, got {str(path)!r}.")
+    if suffix == ".npz":
+        array = np.stack([np.asarray(frame) for frame in frames]).astype(np.uint8, copy=False)
+
+        def save(partial: Path) -> None:
+            with partial.open("wb") as handle:
+                np.savez_compressed(handle, frames=array)
+
+        write_atomically(path, save)
+        return
+    from diffusers.utils import export_to_gif, export_to_video
+
+    images = [
+        frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame)) for frame in frames
+    ]
+    export = export_to_gif if suffix == ".gif" else export_to_video
+    write_atomically(path, lambda partial: export(images, str(partial), fps=fps))

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_positive_float, check_rgb_frames
+from cascade.utils.checks import check_number
+
+from .frame_checks import check_rgb_frames
 from .shapes_render import pixel_coverage
 from .shapes_world import DIRECTION_VECTORS, PALETTE
 
@@ -151,7 +153,7 @@ def estimate_direction(centroids, min_displacement: float = MIN_DISPLACEMENT) ->
     centroids = np.asarray(centroids, dtype=np.float64)
     if centroids.ndim != 2 or centroids.shape[1] != 2:
         raise ValueError(f"`centroids` must have shape (F, 2), got {centroids.shape}.")
-    min_displacement = check_positive_float("min_displacement", min_displacement)
+    min_displacement = check_number("min_displacement", min_displacement, greater_than=0)
     times = np.linspace(0.0, 1.0, len(centroids))  # (F,)
     valid = np.isfinite(centroids).all(axis=1)
     if valid.sum() < 2:

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._checks import check_positive_int
+from cascade.utils.checks import check_int, is_int
+
 from .frame_transforms import frames_to_tensor
 from .shapes_render import render_clip
 from .shapes_world import (
@@ -50,14 +51,14 @@ class ShapesDataset(Dataset):
         color: str | None = None,
         shape: str | None = None,
     ):
-        self.length = check_positive_int("length", length)
-        self.num_frames = check_positive_int("num_frames", num_frames)
-        self.height = check_positive_int("height", height)
-        self.width = check_positive_int("width", width)
+        self.length = check_int("length", length, minimum=1)
+        self.num_frames = check_int("num_frames", num_frames, minimum=1)
+        self.height = check_int("height", height, minimum=1)
+        self.width = check_int("width", width, minimum=1)
         frame_times(num_frames, time_span)  # checks time_span
         self.time_span = (float(time_span[0]), float(time_span[1]))
         self.world = ShapesWorld(seed, color, shape)
-        if window is not None and (check_positive_int("window", window) > num_frames):
+        if window is not None and (check_int("window", window, minimum=1) > num_frames):
             raise ValueError(f"`window` must be at most num_frames={num_frames}, got {window!r}.")
         self.window = window
 
@@ -78,7 +79,7 @@ class ShapesDataset(Dataset):
         start and travel drawn anew from ``(seed, index)``: samples of the same conditional distribution,
         e.g. the reference batch of a stable target field (:mod:`cascade.training.stable_target`)."""
         self._check_index(index)
-        count = check_positive_int("count", count)
+        count = check_int("count", count, minimum=1)
         params = self.world[index]
         rng = np.random.default_rng((self.world.seed, int(index), 2))
         return self._draw_clips(rng, count, params.color, params.shape, params.direction)
@@ -88,7 +89,7 @@ class ShapesDataset(Dataset):
         same clips whichever item asks, e.g. a fixed reference set per caption whose mean is the caption's
         mean clip (:class:`cascade.training.stable_target.ReferenceClips` with ``shared=True``)."""
         words = parse_caption(caption)
-        count = check_positive_int("count", count)
+        count = check_int("count", count, minimum=1)
         key = (
             COLORS.index(words["color"]),
             SHAPES.index(words["shape"]),
@@ -106,7 +107,7 @@ class ShapesDataset(Dataset):
         )
 
     def _check_index(self, index) -> None:
-        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < self.length:
+        if not is_int(index) or not 0 <= index < self.length:
             raise IndexError(f"`index` must be in [0, {self.length}), got {index!r}.")
 
     def _render(self, params: ShapeParams, offsets: np.random.Generator) -> torch.Tensor:  # (C, F, H, W)

@@ -6,11 +6,10 @@ on a regular ``SUPERSAMPLING x SUPERSAMPLING`` grid of sample points per pixel; 
 high-resolution render therefore approximately equals a direct low-resolution render.
 """
 
-from numbers import Real
-
 import numpy as np
 
-from ._checks import check_choice, check_positive_int
+from cascade.utils.checks import check_choice, check_int, check_number
+
 from .shapes_world import BACKGROUND_RGB, SHAPES, ShapeParams, frame_times
 
 SUPERSAMPLING = 16
@@ -30,8 +29,8 @@ def shape_coverage(params: ShapeParams, t: float, height: int, width: int) -> np
     """Fraction of each pixel covered by the shape at normalised time ``t``; shape ``(H, W)``."""
     if not isinstance(params, ShapeParams):
         raise ValueError(f"`params` must be a ShapeParams, got {params!r}.")
-    height = check_positive_int("height", height)
-    width = check_positive_int("width", width)
+    height = check_int("height", height, minimum=1)
+    width = check_int("width", width, minimum=1)
     center_x, center_y = params.center_at(float(t))
     half = params.size * min(height, width) / 2
     return pixel_coverage(params.shape, center_x * width, center_y * height, half, height, width)
@@ -45,12 +44,11 @@ def pixel_coverage(
     ``[i, i + 1)``); shape ``(H, W)``. The part outside the frame is cut off."""
     check_choice("shape", shape, SHAPES)
     for name, value in (("center_x", center_x), ("center_y", center_y), ("half", half)):
-        if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-            raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+        check_number(name, value)
     if half < 0:
         raise ValueError(f"`half` must be >= 0, got {half!r}.")
-    height = check_positive_int("height", height)
-    width = check_positive_int("width", width)
+    height = check_int("height", height, minimum=1)
+    width = check_int("width", width, minimum=1)
     coverage = np.zeros((height, width))  # (H, W)
     # Only the pixels that the bounding square touches need samples.
     x0, x1 = max(int(np.floor(center_x - half)), 0), min(int(np.ceil(center_x + half)), width)
@@ -73,8 +71,8 @@ def render_clip(
     ``export_to_video``); frame ``k`` shows time :func:`~cascade.data.shapes_world.frame_times` ``[k]``."""
     if not isinstance(params, ShapeParams):
         raise ValueError(f"`params` must be a ShapeParams, got {params!r}.")
-    height = check_positive_int("height", height)
-    width = check_positive_int("width", width)
+    height = check_int("height", height, minimum=1)
+    width = check_int("width", width, minimum=1)
     times = frame_times(num_frames, time_span)
     background, color = np.asarray(BACKGROUND_RGB), np.asarray(params.rgb)
     frames = np.empty((len(times), height, width, 3), dtype=np.float32)  # (F, H, W, 3)

@@ -17,11 +17,10 @@ motion axis, start positions drawn so the whole shape stays inside the frame for
 """
 
 from dataclasses import asdict, dataclass
-from numbers import Real
 
 import numpy as np
 
-from ._checks import check_choice, check_positive_int
+from cascade.utils.checks import check_choice, check_int, check_number
 
 BACKGROUND_RGB = (0.0, 0.0, 0.0)
 # The corners of the RGB cube except black: every pair, and every colour and the background, are at
@@ -75,8 +74,7 @@ class ShapeParams:
         check_choice("direction", self.direction, DIRECTIONS)
         for name in ("size", "start_x", "start_y", "distance"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-                raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+            check_number(name, value)
         if not 0 < self.size <= 1:
             raise ValueError(f"`size` must be in (0, 1], got {self.size!r}.")
         if not self.distance >= 0:
@@ -187,7 +185,7 @@ def frame_times(num_frames: int, time_span: tuple[float, float] = (0.0, 1.0)) ->
     frame ``k`` of ``F`` frames and frame ``k m`` of ``(F - 1) m + 1`` frames get bit-identical times.
     A single frame shows ``t0``.
     """
-    num_frames = check_positive_int("num_frames", num_frames)
+    num_frames = check_int("num_frames", num_frames, minimum=1)
     if len(time_span) != 2 or not 0 <= time_span[0] <= time_span[1] <= 1:
         raise ValueError(f"`time_span` must be (t0, t1) with 0 <= t0 <= t1 <= 1, got {time_span!r}.")
     t0, t1 = float(time_span[0]), float(time_span[1])
@@ -212,8 +210,8 @@ def shape_centroids(
     bounding-square centre except for the triangle, whose centroid lies ``size / 6`` below it (in
     units of the shorter side, hence the dependence on ``height`` and ``width``).
     """
-    height = check_positive_int("height", height)
-    width = check_positive_int("width", width)
+    height = check_int("height", height, minimum=1)
+    width = check_int("width", width, minimum=1)
     centers = shape_centers(params, num_frames, time_span)  # (F, 2)
     if params.shape == "triangle":
         centers[:, 1] += params.size * min(height, width) / height / 6
@@ -229,13 +227,10 @@ class ShapesWorld:
     """
 
     def __init__(self, seed: int = 0, color: str | None = None, shape: str | None = None):
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"`seed` must be an int >= 0, got {seed!r}.")
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed, minimum=0)
         self.color = None if color is None else check_choice("color", color, COLORS)
         self.shape = None if shape is None else check_choice("shape", shape, SHAPES)
 
     def __getitem__(self, index: int) -> ShapeParams:
-        if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
-            raise ValueError(f"`index` must be an int >= 0, got {index!r}.")
+        check_int("index", index, minimum=0)
         return sample_params(np.random.default_rng((self.seed, int(index))), self.color, self.shape)

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from ._checks import check_choice, check_non_negative_int, check_positive_int
+from cascade.utils.checks import check_choice, check_int, is_int
+
 from .annotations import read_annotations
 from .frame_sampling import CLIP_STARTS, VideoTooShortError, clip_offsets, sample_frame_indices
 from .frame_transforms import frames_to_tensor, resize_center_crop
@@ -94,7 +95,7 @@ class _SkippingDataset(Dataset):
         return len(self._items)
 
     def __getitem__(self, index: int) -> dict:
-        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < len(self):
+        if not is_int(index) or not 0 <= index < len(self):
             raise IndexError(f"`index` must be an int in [0, {len(self)}), got {index!r}.")
         for attempt in range(len(self)):
             candidate = (int(index) + attempt) % len(self)
@@ -153,14 +154,14 @@ class VideoTextDataset(_SkippingDataset):
     ):
         super().__init__()
         root = _check_root(root)
-        self.num_frames = check_positive_int("num_frames", num_frames)
-        self.height = check_positive_int("height", height)
-        self.width = check_positive_int("width", width)
+        self.num_frames = check_int("num_frames", num_frames, minimum=1)
+        self.height = check_int("height", height, minimum=1)
+        self.width = check_int("width", width, minimum=1)
         # Checks stride and fps (the source fps of this dry run is irrelevant).
         clip_offsets(num_frames, stride, fps, source_fps=1.0 if fps is not None else None)
         self.stride, self.fps = stride, fps
         self.start = check_choice("start", start, CLIP_STARTS)
-        self.seed = check_non_negative_int("seed", seed)
+        self.seed = check_int("seed", seed, minimum=0)
         self.epoch = 0
         rows = read_annotations(annotations, path_column, caption_column)
         for row in rows:
@@ -177,7 +178,7 @@ class VideoTextDataset(_SkippingDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Changes the random clip starts (``start="random"``) for a new epoch."""
-        self.epoch = check_non_negative_int("epoch", epoch)
+        self.epoch = check_int("epoch", epoch, minimum=0)
 
     def _check_length(self, info: VideoInfo) -> None:
         span = (
@@ -231,8 +232,8 @@ class ImageTextDataset(_SkippingDataset):
     ):
         super().__init__()
         root = _check_root(root)
-        self.height = check_positive_int("height", height)
-        self.width = check_positive_int("width", width)
+        self.height = check_int("height", height, minimum=1)
+        self.width = check_int("width", width, minimum=1)
         if annotations is None:
             candidates = self._sidecar_items(root)
         else:

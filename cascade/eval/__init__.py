@@ -3,43 +3,25 @@ temporal flickering and motion magnitude.
 
 Every metric takes videos as ``(B, F, H, W, 3)`` numpy arrays or torch tensors, float in [0, 1] or uint8
 in [0, 255], and raises ``ValueError`` naming the argument, its value and what is allowed on bad input.
+
+The names below are imported on first use (PEP 562), so importing the package stays light.
 """
 
-from cascade.eval.clip_similarity import clip_preprocess, clipsim
-from cascade.eval.detector import I3D_SHA256, I3D_URL, cached_download, load_torchscript
-from cascade.eval.features import feature_statistics
-from cascade.eval.fid import frame_fid
-from cascade.eval.frechet import frechet_distance, frechet_distance_from_features
-from cascade.eval.image_quality import lpips, psnr, ssim
-from cascade.eval.inception_score import inception_score
-from cascade.eval.kernel import kernel_distance
-from cascade.eval.scores import Scores
-from cascade.eval.temporal import motion_magnitude, temporal_flickering
-from cascade.eval.video_distance import fvd, i3d_features, kvd, tf1_resize_bilinear
-from cascade.eval.video_input import to_video_tensor
+from cascade.utils.lazy_exports import lazy_exports
 
-__all__ = [
-    "I3D_SHA256",
-    "I3D_URL",
-    "Scores",
-    "cached_download",
-    "clip_preprocess",
-    "clipsim",
-    "feature_statistics",
-    "frame_fid",
-    "frechet_distance",
-    "frechet_distance_from_features",
-    "fvd",
-    "i3d_features",
-    "inception_score",
-    "kernel_distance",
-    "kvd",
-    "load_torchscript",
-    "lpips",
-    "motion_magnitude",
-    "psnr",
-    "ssim",
-    "temporal_flickering",
-    "tf1_resize_bilinear",
-    "to_video_tensor",
-]
+_EXPORTS = {
+    "cascade.eval.clip_similarity": ["clip_preprocess", "clipsim"],
+    "cascade.eval.detector": ["I3D_SHA256", "I3D_URL", "cached_download", "load_torchscript"],
+    "cascade.eval.features": ["feature_statistics"],
+    "cascade.eval.fid": ["frame_fid"],
+    "cascade.eval.frechet": ["frechet_distance", "frechet_distance_from_features"],
+    "cascade.eval.image_quality": ["lpips", "psnr", "ssim"],
+    "cascade.eval.inception": ["inception_score"],
+    "cascade.eval.kernel": ["kernel_distance"],
+    "cascade.eval.scores": ["Scores"],
+    "cascade.eval.temporal": ["motion_magnitude", "temporal_flickering"],
+    "cascade.eval.video_distance": ["fvd", "i3d_features", "kvd", "tf1_resize_bilinear"],
+    "cascade.eval.video_input": ["to_video_tensor"],
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

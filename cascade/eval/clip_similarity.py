@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from cascade.eval.scores import Scores
-from cascade.eval.video_input import check_positive_int, to_video_tensor
+from cascade.eval.video_input import to_video_tensor
+from cascade.utils.checks import check_int
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -22,7 +23,7 @@ def clip_preprocess(frames: torch.Tensor, size: int) -> torch.Tensor:
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] != 3:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise ValueError(f"frames must be a (N, H, W, 3) tensor in [0, 1]; got {shape}")
-    check_positive_int(size, "size")
+    check_int("size", size, minimum=1)
     images = frames.permute(0, 3, 1, 2)  # (N, 3, H, W)
     height, width = images.shape[-2:]
     short = min(height, width)
@@ -94,7 +95,7 @@ def clipsim(
     Returns:
         :class:`~cascade.eval.scores.Scores` with per-video ``values`` ``(B,)`` and their mean.
     """
-    check_positive_int(batch_size, "batch_size")
+    check_int("batch_size", batch_size, minimum=1)
     clips = to_video_tensor(videos, "videos")  # (B, F, H, W, 3)
     captions = _check_captions(captions, clips.shape[0])
     if (model is None) != (processor is None):
@@ -106,7 +107,7 @@ def clipsim(
         model, processor = _load_default(model_name)
     for part in ("text_model", "vision_model", "text_projection", "visual_projection"):
         if not hasattr(model, part):
-            raise TypeError(f"model must be a transformers CLIPModel; {type(model).__name__} has no {part}")
+            raise ValueError(f"model must be a transformers CLIPModel; {type(model).__name__} has no {part}")
     tokenizer = getattr(processor, "tokenizer", processor)
     model = model.to(device).eval()
     tokens = tokenizer(

@@ -98,7 +98,7 @@ def load_torchscript(
         device: where the module's tensors are mapped.
     """
     if not isinstance(source, str | os.PathLike):
-        raise TypeError(f"source must be a path or URL string; got {type(source).__name__}")
+        raise ValueError(f"source must be a path or URL string; got {type(source).__name__}")
     location = os.fspath(source)
     if urllib.parse.urlparse(location).scheme in _URL_SCHEMES:
         if sha256 is None:

@@ -11,7 +11,7 @@ def to_feature_matrix(features: np.ndarray | torch.Tensor, name: str) -> np.ndar
     if isinstance(features, torch.Tensor):
         features = features.detach().cpu().double().numpy()
     if not isinstance(features, np.ndarray):
-        raise TypeError(
+        raise ValueError(
             f"{name} must be a numpy array or torch tensor of shape (N, D); got {type(features).__name__}"
         )
     if features.ndim != 2 or features.shape[1] < 1:

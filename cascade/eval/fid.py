@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from cascade.eval.frechet import frechet_distance_from_features
-from cascade.eval.video_input import check_positive_int, check_same_shape, to_video_tensor
+from cascade.eval.video_input import check_same_shape, to_video_tensor
+from cascade.utils.checks import check_int
 
 
 @torch.no_grad()
@@ -52,8 +53,8 @@ def frame_fid(
         device: device the frames are moved to before ``extractor``.
     """
     if not callable(extractor):
-        raise TypeError(f"extractor must be callable; got {type(extractor).__name__}")
-    check_positive_int(batch_size, "batch_size")
+        raise ValueError(f"extractor must be callable; got {type(extractor).__name__}")
+    check_int("batch_size", batch_size, minimum=1)
     real = to_video_tensor(real_videos, "real_videos")  # (B1, F, H, W, 3)
     generated = to_video_tensor(generated_videos, "generated_videos")  # (B2, F, H, W, 3)
     check_same_shape(real, generated, "real_videos", "generated_videos", ignore_batch=True)

@@ -18,7 +18,7 @@ def _as_float64(value: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().double().numpy()
     if not isinstance(value, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array or torch tensor; got {type(value).__name__}")
+        raise ValueError(f"{name} must be a numpy array or torch tensor; got {type(value).__name__}")
     value = value.astype(np.float64)
     if not np.isfinite(value).all():
         raise ValueError(

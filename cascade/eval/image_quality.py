@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from cascade.eval.scores import Scores
-from cascade.eval.video_input import check_positive_int, check_same_shape, to_video_tensor
+from cascade.eval.video_input import check_same_shape, to_video_tensor
+from cascade.utils.checks import check_int
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
@@ -174,9 +175,9 @@ def lpips(
         batch_size: frames per backbone call.
         device: device the frames are moved to.
     """
-    check_positive_int(batch_size, "batch_size")
+    check_int("batch_size", batch_size, minimum=1)
     if backbone is not None and not callable(backbone):
-        raise TypeError(f"backbone must be callable or None; got {type(backbone).__name__}")
+        raise ValueError(f"backbone must be callable or None; got {type(backbone).__name__}")
     if backbone is not None and weights is None:
         raise ValueError("weights must be given with backbone (one per-channel array per layer); got None")
     generated, truth = _paired(videos, reference, torch.float32)

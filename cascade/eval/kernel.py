@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from cascade.eval.features import to_feature_matrix
-from cascade.eval.video_input import check_positive_int
+from cascade.utils.checks import check_int
 
 
 def kernel_distance(
@@ -37,8 +37,8 @@ def kernel_distance(
             f"real_features and generated_features must have the same feature dimension; "
             f"got {real.shape[1]} and {generated.shape[1]}"
         )
-    check_positive_int(num_subsets, "num_subsets")
-    check_positive_int(subset_size, "subset_size")
+    check_int("num_subsets", num_subsets, minimum=1)
+    check_int("subset_size", subset_size, minimum=1)
     size = min(real.shape[0], generated.shape[0], subset_size)
     if size < 2:
         raise ValueError(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cascade.atomic_write import write_atomically
+from cascade.utils.atomic import write_atomically
 
 CONTACT_FRAMES = 8
 THUMBNAIL_HEIGHT = 96

@@ -21,7 +21,6 @@ seeded with ``seed + clip index``. PSNR is averaged over the scored frames of al
 difference is stage minus baseline, positive when the stage beats the baseline).
 """
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,14 +29,11 @@ import torch.nn.functional as F
 
 from cascade.data import ShapesWorld, render_clip
 from cascade.eval.image_quality import psnr
+from cascade.pipelines.stages import stage
+from cascade.utils.checks import check_int
 
 CLIPS_SEED = 1000  # the ShapesWorld seed of the evaluation clips: fixed, the same for every model
-CONDITIONING_STAGES = ("interpolation", "spatiotemporal_sr", "spatial_sr")
-BASELINES = {
-    "interpolation": "linear frame blending",
-    "spatiotemporal_sr": "bicubic upsampling",
-    "spatial_sr": "bicubic upsampling",
-}
+BASELINES = {"known_frames": "linear frame blending", "low_res": "bicubic upsampling"}  # by conditioning
 
 
 @dataclass(frozen=True)
@@ -50,41 +46,26 @@ class StageShape:
     output_size: int
 
 
-def interpolation_factor(cascade, stage_kwargs: dict | None = None) -> int:
-    """The interpolation stage's factor: ``stage_kwargs["interpolation"]["interpolation_factor"]`` if
-    set, else the default of the stage's ``__call__``."""
-    settings = (stage_kwargs or {}).get("interpolation", {})
-    if "interpolation_factor" in settings:
-        return settings["interpolation_factor"]
-    call = inspect.signature(cascade.stages["interpolation"].__call__)
-    return call.parameters["interpolation_factor"].default
-
-
 def stage_shapes(
-    cascade, num_frames: int, factor: int | None = None, keyframe_size: int | None = None
+    cascade, num_frames: int, stage_kwargs: dict | None = None, keyframe_size: int | None = None
 ) -> dict[str, StageShape]:
-    """What every conditioning stage of ``cascade`` takes in and gives out, from ``num_frames`` keyframes
-    of ``keyframe_size`` (default: the keyframes stage's ``unet.sample_size * vae_scale_factor``) and an
-    interpolation ``factor`` (default :func:`interpolation_factor`)."""
+    """What every conditioning stage of ``cascade`` takes in and gives out (each stage's ``output_shape``),
+    from ``num_frames`` keyframes of ``keyframe_size`` (default: the keyframes stage's ``default_size``) and
+    the per-stage ``stage_kwargs`` (e.g. ``interpolation_factor``)."""
+    keyframes = next((p for name, p in cascade.stages.items() if not stage(name).takes_video), None)
     if keyframe_size is None:
-        keyframes = cascade.stages.get("keyframes")
-        if keyframes is None or not keyframes.unet.sample_size:
+        keyframe_size = None if keyframes is None else keyframes.default_size
+        if keyframe_size is None:
             raise ValueError(
                 "the keyframe size is not known: the cascade has no keyframes stage with a UNet "
                 "sample_size; pass keyframe_size"
             )
-        keyframe_size = keyframes.unet.sample_size * keyframes.vae_scale_factor
-    if "interpolation" in cascade.stages and factor is None:
-        factor = interpolation_factor(cascade)
     frames, size, shapes = num_frames, keyframe_size, {}
-    for name, stage in cascade.stages.items():
-        if name == "interpolation":
-            shapes[name] = StageShape(frames, size, (frames - 1) * factor + 1, size)
-        elif name in ("spatiotemporal_sr", "spatial_sr"):
-            shapes[name] = StageShape(frames, size, frames, size * stage.config.upscale_factor)
-        else:
-            continue
-        frames, size = shapes[name].output_frames, shapes[name].output_size
+    for name, pipeline in cascade.stages.items():
+        if stage(name).takes_video:
+            output = pipeline.output_shape(frames, size, (stage_kwargs or {}).get(name, {}))
+            shapes[name] = StageShape(frames, size, *output)
+            frames, size = output
     return shapes
 
 
@@ -132,20 +113,19 @@ def stage_fidelity(
     "psnr", "baseline_psnr", "difference_db", "clips": [{"index", "caption", "psnr", "baseline_psnr",
     "difference_db"}]}}`` for the stages the cascade has; PSNR in dB.
     """
-    if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips <= 0:
-        raise ValueError(f"`num_clips` must be a positive int, got {num_clips!r}")
+    check_int("num_clips", num_clips, minimum=1)
     stage_kwargs = stage_kwargs or {}
-    factor = interpolation_factor(cascade, stage_kwargs) if "interpolation" in cascade.stages else None
-    shapes = stage_shapes(cascade, num_frames, factor, keyframe_size)
+    shapes = stage_shapes(cascade, num_frames, stage_kwargs, keyframe_size)
     world = ShapesWorld(clips_seed)
     scores = {name: ([], [], []) for name in shapes}  # stage -> (stage PSNRs, baseline PSNRs, clip rows)
     for index in range(num_clips):
         params = world[index]
         for name, shape in shapes.items():
-            stage = cascade.stages[name]
+            pipeline = cascade.stages[name]
             settings = {key: value for key, value in stage_kwargs.get(name, {}).items() if key != "seed"}
             truth = render_clip(params, shape.output_frames, shape.output_size, shape.output_size)
-            if name == "interpolation":
+            if stage(name).conditioning == "known_frames":
+                factor = (shape.output_frames - 1) // (shape.input_frames - 1)
                 given = truth[::factor]  # (F, S, S, 3): the keyframes of the full-rate render
                 baseline = blend_frames(given, factor)
                 scored = np.arange(shape.output_frames) % factor != 0  # the in-between frames
@@ -153,7 +133,7 @@ def stage_fidelity(
                 given = render_clip(params, shape.input_frames, shape.input_size, shape.input_size)
                 baseline = bicubic_upsample(given, shape.output_size)
                 scored = np.ones(shape.output_frames, dtype=bool)
-            output = stage(
+            output = pipeline(
                 prompt=params.caption,
                 video=given[None],
                 generator=torch.Generator().manual_seed(seed + index),
@@ -170,7 +150,7 @@ def stage_fidelity(
         name: {
             "input": {"frames": shape.input_frames, "size": shape.input_size},
             "output": {"frames": shape.output_frames, "size": shape.output_size},
-            "baseline": BASELINES[name],
+            "baseline": BASELINES[stage(name).conditioning],
             **_summary(scores[name][0], scores[name][1]),
             "clips": scores[name][2],
         }

@@ -14,7 +14,8 @@ import torch
 from cascade.eval.detector import I3D_SHA256, I3D_URL, load_torchscript
 from cascade.eval.frechet import frechet_distance_from_features
 from cascade.eval.kernel import kernel_distance
-from cascade.eval.video_input import check_choice, check_positive_int, check_same_shape, to_video_tensor
+from cascade.eval.video_input import check_same_shape, to_video_tensor
+from cascade.utils.checks import check_choice, check_int
 
 PROTOCOLS = ("original", "stylegan-v")
 I3D_MIN_FRAMES = 10
@@ -46,8 +47,8 @@ def tf1_resize_bilinear(frames: torch.Tensor, size: tuple[int, int]) -> torch.Te
         raise ValueError(f"frames must be a floating-point (N, C, H, W) tensor; got {shape}")
     if len(size) != 2:
         raise ValueError(f"size must be (height, width); got {size!r}")
-    check_positive_int(size[0], "size[0]")
-    check_positive_int(size[1], "size[1]")
+    check_int("size[0]", size[0], minimum=1)
+    check_int("size[1]", size[1], minimum=1)
     rows_low, rows_high, row_weight = _legacy_bilinear_indices(frames.shape[-2], size[0], frames.device)
     cols_low, cols_high, col_weight = _legacy_bilinear_indices(frames.shape[-1], size[1], frames.device)
     row_weight, col_weight = row_weight.to(frames), col_weight.to(frames)
@@ -63,7 +64,7 @@ def _load_detector(detector: Detector, device: str | torch.device, cache_dir: st
     if isinstance(detector, str | os.PathLike):
         return load_torchscript(detector, device=device)
     if not callable(detector):
-        raise TypeError(
+        raise ValueError(
             f"detector must be None, a TorchScript path or a callable; got {type(detector).__name__}"
         )
     if isinstance(detector, torch.nn.Module):
@@ -103,8 +104,8 @@ def _clip_features(
 
 
 def _check_protocol_args(protocol: str, batch_size: int) -> None:
-    check_choice(protocol, "protocol", PROTOCOLS)
-    check_positive_int(batch_size, "batch_size")
+    check_choice("protocol", protocol, PROTOCOLS)
+    check_int("batch_size", batch_size, minimum=1)
 
 
 def i3d_features(
@@ -215,8 +216,8 @@ def kvd(
     ``subset_size`` clips, on features from :func:`i3d_features` with the given ``protocol``. Same input
     rules as :func:`fvd`.
     """
-    check_positive_int(num_subsets, "num_subsets")
-    check_positive_int(subset_size, "subset_size")
+    check_int("num_subsets", num_subsets, minimum=1)
+    check_int("subset_size", subset_size, minimum=1)
     real, generated = _paired_features(
         real_videos, generated_videos, detector, protocol, batch_size, device, cache_dir
     )

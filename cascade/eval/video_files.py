@@ -1,19 +1,16 @@
-"""Video files of ``cascade eval``: deterministic names, atomic writes, reading back, and pairing the
-videos of a folder with prompts.
+"""Video files of ``cascade eval``: deterministic names, and pairing the videos of a folder with prompts
+(reading and writing them is :mod:`cascade.data.media_io`).
 
 Generated video ``i`` is named ``{i:05d}-{digest}.{mp4|npz}``, the digest covering everything that
 decides its content (prompt, seed, the model folder and its files' sizes and times, settings), so a
-rerun reuses a file exactly when it would generate the same video. ``.npz`` files hold ``frames``: uint8 ``(F, H, W, 3)``, lossless.
+rerun reuses a file exactly when it would generate the same video.
 """
 
 import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
-
-from cascade.atomic_write import write_atomically
-from cascade.data.media_io import VIDEO_EXTENSIONS, MediaReadError, probe_video, read_video_frames
+from cascade.data.media_io import VIDEO_EXTENSIONS
 
 VIDEO_SUFFIXES = (*VIDEO_EXTENSIONS, ".npz")
 WRITE_FORMATS = ("mp4", "npz")
@@ -23,43 +20,6 @@ def video_name(index: int, settings: dict) -> str:
     """File stem of generated video ``index``: ``{index:05d}-{first 10 hex digits of sha256(settings)}``."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return f"{index:05d}-{digest}"
-
-
-def write_video(frames: np.ndarray, path: Path, fps: int) -> None:
-    """Writes uint8 ``frames`` ``(F, H, W, 3)`` to ``path`` (``.npz``, or ``.mp4``/``.gif`` through
-    ``cascade.cli._write_video``) via a temporary file renamed into place."""
-    if path.suffix == ".npz":
-
-        def save(partial: Path) -> None:
-            with partial.open("wb") as handle:
-                np.savez_compressed(handle, frames=frames)
-
-        write_atomically(path, save)
-        return
-    from PIL import Image
-
-    from cascade.cli import _write_video
-
-    _write_video([Image.fromarray(frame) for frame in frames], path, fps)
-
-
-def read_video(path: Path) -> np.ndarray:
-    """All frames of a video file as uint8 ``(F, H, W, 3)``; ``ValueError`` if it cannot be read."""
-    if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path) as data:
-                frames = data["frames"]
-        except (OSError, KeyError, ValueError) as error:
-            raise ValueError(f"cannot read video {str(path)!r}: {error}") from error
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
-            raise ValueError(
-                f"{str(path)!r} must hold `frames` as uint8 (F, H, W, 3), got {frames.dtype} {frames.shape}"
-            )
-        return frames
-    try:
-        return read_video_frames(path, range(probe_video(path).num_frames))  # (F, H, W, 3)
-    except MediaReadError as error:
-        raise ValueError(str(error)) from error
 
 
 def match_videos(folder: Path, count: int, flag: str) -> list[Path]:

@@ -39,7 +39,7 @@ def to_video_tensor(
                 f"{name} must be uint8 in [0, 255] or floating point in [0, 1]; got dtype {videos.dtype}"
             )
     elif not isinstance(videos, torch.Tensor):
-        raise TypeError(
+        raise ValueError(
             f"{name} must be a numpy array or torch tensor of shape {VIDEO_LAYOUT}; "
             f"got {type(videos).__name__}"
         )
@@ -98,15 +98,3 @@ def check_same_shape(
             f"{first_name} and {second_name} must have the same {what}; got "
             f"{tuple(first.shape)} and {tuple(second.shape)}"
         )
-
-
-def check_positive_int(value: int, name: str) -> None:
-    """Raise ``ValueError`` unless ``value`` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-
-
-def check_choice(value: str, name: str, allowed: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")

@@ -20,10 +20,8 @@ For each entry of the weights manifest (:mod:`cascade.hub.manifest`):
 raise ``ValueError`` or ``OSError`` naming the stage and the file; the command line prints them as one line.
 """
 
-import argparse
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path, PurePosixPath
 
@@ -35,66 +33,24 @@ from huggingface_hub.utils import validate_repo_id
 from torch import nn
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from cascade.hub.manifest import SUPER_RESOLUTION_STAGES, Manifest, ManifestEntry, read_manifest
+from cascade.hub.manifest import Manifest, ManifestEntry
 from cascade.hub.model_card import model_card
-from cascade.models import VideoUNet, inflate
-from cascade.pipelines.cascade import INDEX_FILE, STAGE_CLASSES
-
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "weights_manifest.yaml"
-
-
-def add_build_parser(subparsers, summary: str) -> argparse.ArgumentParser:
-    """Registers the ``build`` subcommand on ``subparsers`` (from ``add_subparsers``), listed with the
-    one-line ``summary``, and returns it."""
-    parser = subparsers.add_parser(
-        "build",
-        help=summary,
-        description="Build checkpoint folders from the weights manifest: fetch each entry's pretrained 2D "
-        "checkpoint (Hugging Face cache first; HF_HUB_OFFLINE=1 reads only the cache), check the sha256 of its "
-        "files, inflate its UNet and write DIR/<entry> (save_pretrained and a model card README.md). A failed "
-        "build leaves no half-written folder.",
-    )
-    parser.add_argument("stage", metavar="STAGE", help="a manifest entry (e.g. keyframes, demo) or 'all'")
-    parser.add_argument(
-        "--manifest",
-        type=Path,
-        default=DEFAULT_MANIFEST,
-        metavar="FILE",
-        help="weights manifest (default: the repository's weights_manifest.yaml)",
-    )
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--local-dir",
-        action="append",
-        default=[],
-        metavar="REPO_ID=FOLDER",
-        help="read the files of Hub repository REPO_ID from FOLDER (a snapshot of it) instead of the Hub; "
-        "repeatable; hashes are still checked",
-    )
-    parser.add_argument(
-        "--push-to-hub",
-        metavar="REPO",
-        help="upload the built folder to this Hub model repository (created if missing; one entry only)",
-    )
-    return parser
+from cascade.models.inflation import inflate
+from cascade.models.video_unet import VideoUNet
+from cascade.pipelines.cascade import INDEX_FILE
+from cascade.pipelines.stages import STAGE_NAMES, stage
+from cascade.utils.atomic import write_folder_atomically
 
 
-def run_build(args: argparse.Namespace) -> None:
-    """Runs ``cascade build`` with the parsed ``args``; prints each folder written."""
-    if args.push_to_hub is not None:
-        check_push_target(args.push_to_hub, args.stage)
-    manifest = read_manifest(args.manifest)
+def read_local_dirs(values: list[str]) -> dict[str, Path]:
+    """``--local-dir REPO_ID=FOLDER`` values as ``{repo_id: folder}``."""
     local_dirs = {}
-    for value in args.local_dir:
+    for value in values:
         repo_id, separator, folder = value.partition("=")
         if not separator or not repo_id or not folder:
             raise ValueError(f"--local-dir must be REPO_ID=FOLDER, got {value!r}")
         local_dirs[repo_id] = Path(folder)
-    folders = build(manifest, args.stage, args.output, local_dirs)
-    for folder in folders:
-        print(f"wrote {folder}")
-    if args.push_to_hub is not None:
-        print(f"uploaded {folders[0]} to {push_to_hub(folders[0], args.push_to_hub)}")
+    return local_dirs
 
 
 def check_push_target(repo_id: str, stage: str) -> None:
@@ -227,25 +183,23 @@ def verify_sha256(entry: ManifestEntry, root: Path) -> None:
 
 
 def _write_entry(entry: ManifestEntry, root: Path, target: Path) -> None:
-    """Writes ``target`` through its hidden sibling ``.<name>.partial``, renamed into place once complete."""
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)  # left by a build that was killed
-    try:
+    """Writes ``target`` atomically: the stage's pipeline (or the shipped folder) and a model card."""
+
+    def write(partial: Path) -> None:
         if entry.kind == "shipped":
-            shutil.copytree(root, partial)
+            shutil.copytree(root, partial, dirs_exist_ok=True)
         else:
             stage_pipeline(entry, root).save_pretrained(partial)
         card = model_card(entry, saved_cascade=(partial / INDEX_FILE).is_file())
         (partial / "README.md").write_text(card)
-        os.replace(partial, target)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+
+    write_folder_atomically(target, write)
 
 
 def stage_pipeline(entry: ManifestEntry, root: Path):
     """The pipeline of the stage ``entry`` (a ``hub`` or ``local`` entry) built from the 2D checkpoint in
     ``root``: its UNet inflated with the entry's options, its text encoder, tokenizer, scheduler(s) and VAE."""
-    if entry.kind == "shipped" or entry.name not in STAGE_CLASSES:
+    if entry.kind == "shipped" or entry.name not in STAGE_NAMES:
         raise ValueError(
             f"`entry` must be a hub or local entry of a cascade stage, got {entry.kind} {entry.name!r}."
         )
@@ -259,9 +213,9 @@ def stage_pipeline(entry: ManifestEntry, root: Path):
         "tokenizer": CLIPTokenizer.from_pretrained(root / "tokenizer"),
         "vae": AutoencoderKL.from_pretrained(root, subfolder="vae") if "vae" in entry.components else None,
     }
-    if entry.name in SUPER_RESOLUTION_STAGES:
+    if stage(entry.name).conditioning == "low_res":
         components["low_res_scheduler"] = _scheduler(root, "low_res_scheduler")
-    pipeline = STAGE_CLASSES[entry.name](**components)
+    pipeline = stage(entry.name).pipeline_class(**components)
     _check_conditioning(entry, pipeline)
     return pipeline
 
@@ -311,7 +265,7 @@ def _check_conditioning(entry: ManifestEntry, pipeline) -> None:
     the noise level for super-resolution."""
     unet: VideoUNet = pipeline.unet
     channels = pipeline.vae.config.latent_channels if pipeline.vae is not None else 3
-    expected = {"keyframes": 0, "interpolation": channels + 1}.get(entry.name, 3)
+    expected = stage(entry.name).conditioning_channels(channels)
     base = unet.conditioning_channels - unet.config.extra_in_channels  # read by the 2D UNet already
     if unet.conditioning_channels != expected:
         raise ValueError(
@@ -324,7 +278,7 @@ def _check_conditioning(entry: ManifestEntry, pipeline) -> None:
             )
             + f", got extra_in_channels={unet.config.extra_in_channels}"
         )
-    if entry.name in SUPER_RESOLUTION_STAGES and unet.unet.class_embedding is None:
+    if stage(entry.name).conditioning == "low_res" and unet.unet.class_embedding is None:
         raise ValueError(
             f"stage {entry.name!r}, field 'inflation.num_class_embeds': a super-resolution stage gives the noise "
             "level to the UNet as a class label, and the base UNet has no class embedding; set num_class_embeds "

@@ -41,11 +41,12 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from cascade.cascade_settings import STAGES
+from cascade.pipelines.stages import STAGE_NAMES, SUPER_RESOLUTION_STAGES
+from cascade.utils.checks import is_int
 
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "weights_manifest.yaml"
 VERSION = 1
 KINDS = ("hub", "local", "shipped")
-SUPER_RESOLUTION_STAGES = ("spatiotemporal_sr", "spatial_sr")
 PLACEMENTS = ("attentions", "animatediff")
 
 _REQUIRED = {
@@ -119,19 +120,15 @@ class Manifest:
         return [self.entries[name]]
 
 
-def _is_int(value, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
 INFLATION_OPTIONS = {  # option -> (check, what it must be)
     "temporal_convolutions": (lambda value: isinstance(value, bool), "true or false"),
     "temporal_attention": (lambda value: isinstance(value, bool), "true or false"),
-    "extra_in_channels": (lambda value: _is_int(value, 0), "an int >= 0"),
-    "temporal_attention_heads": (lambda value: _is_int(value, 1), "an int >= 1"),
-    "temporal_attention_layers": (lambda value: _is_int(value, 1), "an int >= 1"),
+    "extra_in_channels": (lambda value: is_int(value) and value >= 0, "an int >= 0"),
+    "temporal_attention_heads": (lambda value: is_int(value) and value >= 1, "an int >= 1"),
+    "temporal_attention_layers": (lambda value: is_int(value) and value >= 1, "an int >= 1"),
     "temporal_attention_placement": (lambda value: value in PLACEMENTS, f"one of {', '.join(PLACEMENTS)}"),
     "temporal_cross_attention": (lambda value: isinstance(value, bool), "true or false"),
-    "num_class_embeds": (lambda value: _is_int(value, 1), "an int >= 1"),
+    "num_class_embeds": (lambda value: is_int(value) and value >= 1, "an int >= 1"),
 }
 
 
@@ -190,10 +187,10 @@ def _parse_entry(name: str, entry, root: Path, fail) -> ManifestEntry:
     if kind not in KINDS:
         fail("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
     _check_keys(entry, _REQUIRED[kind], _OPTIONAL[kind], fail)
-    if kind != "shipped" and name not in STAGES:
+    if kind != "shipped" and name not in STAGE_NAMES:
         fail(
             "kind",
-            f"a {kind} entry inflates a cascade stage and is named after one ({', '.join(STAGES)}); "
+            f"a {kind} entry inflates a cascade stage and is named after one ({', '.join(STAGE_NAMES)}); "
             f"a saved cascade or pipeline is kind shipped",
         )
     for key in ("license", "description", "base_model", "repo_id", "revision", "subfolder", "path"):

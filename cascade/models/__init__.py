@@ -1,16 +1,15 @@
-"""Temporal layers and inflation of 2D UNets into video UNets."""
+"""Temporal layers and inflation of 2D UNets into video UNets.
 
-from .inflate import inflate
-from .motion_adapter import load_motion_adapter
-from .temporal_layers import FramePositions, TemporalAttention, TemporalConvolution
-from .video_unet import VideoUNet, VideoUNetOutput
+The names below are imported on first use (PEP 562), like the package's top-level names.
+"""
 
-__all__ = [
-    "FramePositions",
-    "TemporalAttention",
-    "TemporalConvolution",
-    "VideoUNet",
-    "VideoUNetOutput",
-    "inflate",
-    "load_motion_adapter",
-]
+from cascade.utils.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "cascade.models.inflation": ["inflate"],
+    "cascade.models.motion_adapter": ["load_motion_adapter"],
+    "cascade.models.temporal_layers": ["FramePositions", "TemporalAttention", "TemporalConvolution"],
+    "cascade.models.video_unet": ["VideoUNet", "VideoUNetOutput"],
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

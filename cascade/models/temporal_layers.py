@@ -21,6 +21,8 @@ from diffusers.models.resnet import TemporalConvLayer
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 
+from cascade.utils.checks import check_int, check_optional_int, is_int
+
 
 def _check_channels(name: str, channels: int, groups: int) -> None:
     if not isinstance(channels, int) or channels <= 0:
@@ -57,27 +59,28 @@ class FramePositions(nn.Module):
 
 
 class _CheckpointableTemporalLayer:
-    """Runs ``_temporal_forward`` under gradient checkpointing when the model enables it. ``num_frames`` is
-    set by :class:`cascade.VideoUNet` before each forward; ``text`` is the per-frame text embeddings
-    ``(B*F, L, D)`` the spatial block it follows was given (used by layers that attend to the text)."""
+    """Runs ``_temporal_forward`` under gradient checkpointing when the model enables it. A layer is called as
+    ``layer(hidden_states, num_frames, text)`` on frames folded into the batch ``(B*F, C, H, W)``;
+    ``text`` is the per-frame text embeddings ``(B*F, L, D)`` the spatial block it follows was given (used by
+    layers that attend to the text)."""
 
     gradient_checkpointing = False
-    num_frames = 1
 
-    def forward(self, hidden_states: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
-        # hidden_states: (B*F, C, H, W)
+    def forward(
+        self, hidden_states: torch.Tensor, num_frames: int, text: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return torch.utils.checkpoint.checkpoint(
-                self._temporal_forward, hidden_states, self.num_frames, text, use_reentrant=False
+                self._temporal_forward, hidden_states, num_frames, text, use_reentrant=False
             )
-        return self._temporal_forward(hidden_states, self.num_frames, text)
+        return self._temporal_forward(hidden_states, num_frames, text)
 
 
 class TemporalConvolution(_CheckpointableTemporalLayer, TemporalConvLayer):
     """Residual stack of 1D convolutions over frames (kernel 3), identity at init.
 
-    Runs after a spatial ResNet block on frames folded into the batch: ``(B*F, C, H, W)``.
-    The number of frames comes from ``num_frames``, which :class:`cascade.VideoUNet` sets.
+    Runs after a spatial ResNet block on frames folded into the batch: ``(B*F, C, H, W)``, ``num_frames`` a
+    video (:class:`cascade.VideoUNet` passes it).
     """
 
     def __init__(self, channels: int, norm_num_groups: int = 32):
@@ -112,25 +115,13 @@ class TemporalAttention(_CheckpointableTemporalLayer, AnimateDiffTransformer3D):
         cross_attention_dim: int | None = None,
     ):
         _check_channels("channels", channels, norm_num_groups)
-        if (
-            not isinstance(num_attention_heads, int)
-            or num_attention_heads <= 0
-            or channels % num_attention_heads
-        ):
+        if not is_int(num_attention_heads) or num_attention_heads <= 0 or channels % num_attention_heads:
             raise ValueError(
                 f"`num_attention_heads` must be a positive divisor of channels={channels}, "
                 f"got {num_attention_heads!r}."
             )
-        if not isinstance(num_layers, int) or num_layers <= 0:
-            raise ValueError(f"`num_layers` must be a positive int, got {num_layers!r}.")
-        if cross_attention_dim is not None and (
-            isinstance(cross_attention_dim, bool)
-            or not isinstance(cross_attention_dim, int)
-            or cross_attention_dim <= 0
-        ):
-            raise ValueError(
-                f"`cross_attention_dim` must be None or a positive int, got {cross_attention_dim!r}."
-            )
+        check_int("num_layers", num_layers, minimum=1)
+        check_optional_int("cross_attention_dim", cross_attention_dim, minimum=1)
         AnimateDiffTransformer3D.__init__(
             self,
             num_attention_heads=num_attention_heads,

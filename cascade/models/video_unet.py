@@ -23,6 +23,9 @@ from diffusers.models.attention import AttentionMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from cascade.ops.frames import fold_frames, unfold_frames
+from cascade.utils.checks import check_bool, check_int
+
 from .temporal_layers import TemporalAttention, TemporalConvolution
 
 
@@ -33,22 +36,32 @@ class VideoUNetOutput(BaseOutput):
     sample: torch.Tensor
 
 
+class _FrameCount:
+    """The frame count of the video a :class:`VideoUNet` call runs on, shared by the VideoUNet and its forward
+    hooks: set at the start of each call, and left as it is after it, so that gradient checkpointing, which
+    runs a spatial block (and so its hook) again in the backward pass, reads the count of the call it
+    differentiates (a backward follows its forward before the next forward, as in training)."""
+
+    value = 1
+
+
 class _ApplyTemporalLayer:
     """Forward hook (``with_kwargs=True``) that passes a spatial module's output through a temporal layer,
-    with the text embeddings the spatial module was given (a transformer block's ``encoder_hidden_states``;
-    ``None`` for a ResNet). Reading them from the call, not from state, keeps gradient checkpointing's
-    recomputation and ``copy.deepcopy`` of the model exact."""
+    with the frame count of the call and the text embeddings the spatial module was given (a transformer
+    block's ``encoder_hidden_states``; ``None`` for a ResNet). Reading the text from the call, not from
+    state, keeps gradient checkpointing's recomputation and ``copy.deepcopy`` of the model exact."""
 
-    def __init__(self, layer: nn.Module):
-        self.layer = layer
+    def __init__(self, layer: nn.Module, frames: _FrameCount):
+        self.layer, self.frames = layer, frames
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict, output):
         text = kwargs.get("encoder_hidden_states")
+        frames = self.frames.value
         if isinstance(output, torch.Tensor):
-            return self.layer(output, text)
+            return self.layer(output, frames, text)
         if isinstance(output, tuple):
-            return (self.layer(output[0], text),) + output[1:]
-        return type(output)(sample=self.layer(output.sample, text))
+            return (self.layer(output[0], frames, text),) + output[1:]
+        return type(output)(sample=self.layer(output.sample, frames, text))
 
 
 def _spatial_modules(unet: UNet2DConditionModel) -> Iterator[tuple[str, str, nn.Module]]:
@@ -133,15 +146,10 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             raise ValueError(
                 f"`unet_config` must be a UNet2DConditionModel config dict, got {unet_config!r}."
             )
-        if not isinstance(extra_in_channels, int) or extra_in_channels < 0:
-            raise ValueError(f"`extra_in_channels` must be an int >= 0, got {extra_in_channels!r}.")
-        for name, value in (
-            ("temporal_convolutions", temporal_convolutions),
-            ("temporal_attention", temporal_attention),
-            ("temporal_cross_attention", temporal_cross_attention),
-        ):
-            if not isinstance(value, bool):
-                raise ValueError(f"`{name}` must be a bool, got {value!r}.")
+        check_int("extra_in_channels", extra_in_channels, minimum=0)
+        check_bool("temporal_convolutions", temporal_convolutions)
+        check_bool("temporal_attention", temporal_attention)
+        check_bool("temporal_cross_attention", temporal_cross_attention)
         if temporal_cross_attention and temporal_attention_placement != "attentions":
             raise ValueError(
                 "`temporal_cross_attention` needs temporal_attention_placement='attentions' (the text reaches "
@@ -158,6 +166,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         config = {key: value for key, value in unet_config.items() if not key.startswith("_")}
         config["in_channels"] = unet_config["in_channels"] + extra_in_channels
         self.unet = UNet2DConditionModel.from_config(config)
+        self._frames = _FrameCount()
         groups = config.get("norm_num_groups", 32)
         self.temporal_convs = nn.ModuleDict()
         self.temporal_attns = nn.ModuleDict()
@@ -166,7 +175,9 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             channels = _output_channels(module)
             if kind != "attention" and temporal_convolutions:
                 self.temporal_convs[key] = TemporalConvolution(channels, norm_num_groups=groups)
-                module.register_forward_hook(_ApplyTemporalLayer(self.temporal_convs[key]), with_kwargs=True)
+                module.register_forward_hook(
+                    _ApplyTemporalLayer(self.temporal_convs[key], self._frames), with_kwargs=True
+                )
             if kind in attends_after and temporal_attention:  # after the temporal convolution, if any
                 self.temporal_attns[key] = TemporalAttention(
                     channels,
@@ -177,7 +188,9 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
                     if temporal_cross_attention
                     else None,
                 )
-                module.register_forward_hook(_ApplyTemporalLayer(self.temporal_attns[key]), with_kwargs=True)
+                module.register_forward_hook(
+                    _ApplyTemporalLayer(self.temporal_attns[key], self._frames), with_kwargs=True
+                )
 
     @property
     def in_channels(self) -> int:
@@ -221,8 +234,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         ``train_conv_in=True`` keeps ``conv_in`` trainable too, for stages whose extra input
         channels must learn to read their conditioning.
         """
-        if not isinstance(train_conv_in, bool):
-            raise ValueError(f"`train_conv_in` must be a bool, got {train_conv_in!r}.")
+        check_bool("train_conv_in", train_conv_in)
         self.unet.requires_grad_(False)
         self.unet.conv_in.requires_grad_(train_conv_in)
         for layer in self.temporal_layers():
@@ -281,7 +293,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
             shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
             raise ValueError(f"`sample` must be a tensor of shape (B, C, F, H, W), got {shape}.")
-        batch, channels, frames, height, width = sample.shape
+        batch, channels, frames = sample.shape[:3]
         if channels != self.unet.config.in_channels:
             raise ValueError(
                 f"`sample` must have {self.unet.config.in_channels} channels ({self.in_channels} noisy + "
@@ -292,11 +304,9 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
                 "`encoder_hidden_states` must be a tensor of shape (B, L, D), got "
                 f"{getattr(encoder_hidden_states, 'shape', encoder_hidden_states)!r}."
             )
-        for layer in self.temporal_layers():
-            layer.num_frames = frames
-        frames_in_batch = sample.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)
+        self._frames.value = frames
         output = self.unet(
-            frames_in_batch,  # (B*F, C, H, W)
+            fold_frames(sample),  # (B*F, C, H, W)
             _per_frame("timestep", timestep, batch, frames),
             _per_frame("encoder_hidden_states", encoder_hidden_states, batch, frames),
             class_labels=_per_frame("class_labels", class_labels, batch, frames),
@@ -309,7 +319,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             ),
             return_dict=False,
         )[0]  # (B*F, C', H, W)
-        output = output.reshape(batch, frames, -1, height, width).permute(0, 2, 1, 3, 4)  # (B, C', F, H, W)
+        output = unfold_frames(output, batch)  # (B, C', F, H, W)
         if not return_dict:
             return (output,)
         return VideoUNetOutput(sample=output)

@@ -3,18 +3,28 @@
 A YAML recipe's ``training:`` section (:mod:`cascade.training.recipe`) is this dataclass's fields.
 """
 
-import math
 import os
 from dataclasses import dataclass, fields
 
 from diffusers.optimization import SchedulerType
 
-from cascade.conditioning import CONDITIONING_FILLS
+from cascade.ops.conditioning import CONDITIONING_FILLS
+from cascade.pipelines.stages import STAGES as CASCADE_STAGES
+from cascade.pipelines.stages import Stage, stage
+from cascade.utils.checks import is_int, is_number
 
-STAGES = ("text_to_image", "keyframes", "interpolation", "spatiotemporal_sr", "spatial_sr")
-# Stages whose UNet is a 2D UNet2DConditionModel trained on frames; the others train a VideoUNet on clips.
-IMAGE_STAGES = ("text_to_image", "spatial_sr")
-SUPER_RESOLUTION_STAGES = ("spatiotemporal_sr", "spatial_sr")
+# The 2D pretraining that later stages inflate: trained like a stage, but not a stage of the cascade.
+TEXT_TO_IMAGE = Stage("text_to_image", "", "text", True, "the 2D text-to-image model the others inflate")
+
+
+def training_stage(name: str) -> Stage:
+    """What ``cascade train`` trains for stage ``name``: :data:`TEXT_TO_IMAGE` or a stage of the cascade."""
+    return TEXT_TO_IMAGE if name == TEXT_TO_IMAGE.name else stage(name)
+
+
+STAGES = (TEXT_TO_IMAGE.name, *(entry.name for entry in CASCADE_STAGES))
+# Stages whose UNet denoises frames on their own: a 2D UNet2DConditionModel (or a VideoUNet on 1-frame clips).
+IMAGE_STAGES = tuple(name for name in STAGES if training_stage(name).per_frame)
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 # Every diffusers schedule but piecewise_constant, which needs step rules of its own.
@@ -111,12 +121,6 @@ class TrainingConfig:
     def __post_init__(self):
         def fail(name: str, allowed: str):
             raise ValueError(f"`{name}` must be {allowed}, got {getattr(self, name)!r}.")
-
-        def is_int(value) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def is_number(value) -> bool:
-            return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
         if not isinstance(self.output_dir, str | os.PathLike) or not str(self.output_dir):
             fail("output_dir", "a non-empty path")

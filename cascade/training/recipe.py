@@ -20,7 +20,6 @@ It runs the same under plain ``python`` and under ``accelerate launch``.
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +34,11 @@ from diffusers import (
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from cascade.data import VOCABULARY, ImageTextDataset, ShapesDataset, VideoTextDataset
-from cascade.models import VideoUNet, inflate
+from cascade.models.inflation import inflate
+from cascade.models.video_unet import VideoUNet
+from cascade.utils.atomic import write_folder_atomically
 
-from .config import IMAGE_STAGES, STAGES, TrainingConfig
+from .config import IMAGE_STAGES, STAGES, TEXT_TO_IMAGE, TrainingConfig, training_stage
 from .text_model import retokenize_text_encoder, small_text_encoder, word_tokenizer
 from .trainer import StageTrainer
 
@@ -189,8 +190,11 @@ def build_unet(recipe: Recipe, sample_channels: int) -> VideoUNet | UNet2DCondit
     if recipe.stage in IMAGE_STAGES or isinstance(unet, VideoUNet):
         return unet
     options = dict(recipe.model.get("inflate") or {})
-    if recipe.stage == "interpolation":
-        options.setdefault("extra_in_channels", sample_channels + 1)
+    entry = training_stage(recipe.stage)
+    if (
+        entry.conditioning == "known_frames"
+    ):  # new input channels; a super-resolution base reads its own already
+        options.setdefault("extra_in_channels", entry.conditioning_channels(sample_channels))
     return inflate(unet, **options)
 
 
@@ -221,51 +225,35 @@ def build_trainer(recipe: Recipe) -> StageTrainer:
 def export_stage(recipe: Recipe, trainer: StageTrainer) -> Path:
     """Writes the trained stage to ``recipe.model_dir`` atomically: its pipeline (``save_pretrained``), or
     for ``text_to_image`` its components (``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``)."""
-    from cascade.pipelines import (
-        InterpolationPipeline,
-        KeyframesPipeline,
-        SpatialSRPipeline,
-        SpatioTemporalSRPipeline,
-    )
-
     unet, text_encoder = trainer.trained_models()
     scheduler_class = SAMPLING_SCHEDULERS[recipe.sampling.get("scheduler", "dpm_solver")]
-    scheduler = scheduler_class.from_config(trainer.noise_scheduler.config)
-    common = {
+    components = {
         "unet": unet,
-        "scheduler": scheduler,
+        "scheduler": scheduler_class.from_config(trainer.noise_scheduler.config),
         "text_encoder": text_encoder,
         "tokenizer": trainer.tokenizer,
+        "vae": trainer.vae,
     }
-    vae = trainer.vae
-    final = recipe.model_dir
-    partial = final.with_name(f".{final.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    if recipe.stage == "text_to_image":
-        for name, component in {**common, "vae": vae}.items():
-            if component is not None:
-                component.save_pretrained(partial / name)
-    else:
-        config = trainer.config
-        if recipe.stage in ("spatiotemporal_sr", "spatial_sr"):
-            pipeline_class = (
-                SpatioTemporalSRPipeline if recipe.stage == "spatiotemporal_sr" else SpatialSRPipeline
-            )
-            pipeline = pipeline_class(
-                **common,
-                low_res_scheduler=trainer.low_res_scheduler,
-                vae=vae,
-                upscale_factor=config.upscale_factor,
-                max_noise_level=config.max_noise_level,
-            )
-        else:
-            pipeline_class = KeyframesPipeline if recipe.stage == "keyframes" else InterpolationPipeline
-            fill = {"conditioning_fill": config.interpolation_fill} if recipe.stage == "interpolation" else {}
-            pipeline = pipeline_class(**common, vae=vae, **fill)
-        pipeline.save_pretrained(partial)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    return final
+    config, entry = trainer.config, training_stage(recipe.stage)
+
+    def write(folder: Path) -> None:
+        if entry is TEXT_TO_IMAGE:
+            for name, component in components.items():
+                if component is not None:
+                    component.save_pretrained(folder / name)
+            return
+        options = {}
+        if entry.conditioning == "low_res":
+            options = {
+                "low_res_scheduler": trainer.low_res_scheduler,
+                "upscale_factor": config.upscale_factor,
+                "max_noise_level": config.max_noise_level,
+            }
+        elif entry.conditioning == "known_frames":
+            options = {"conditioning_fill": config.interpolation_fill}
+        entry.pipeline_class(**components, **options).save_pretrained(folder)
+
+    return write_folder_atomically(recipe.model_dir, write)
 
 
 def run_recipe(path: str | os.PathLike, stop_after: int | None = None, **overrides) -> Path | None:

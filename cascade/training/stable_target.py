@@ -25,6 +25,8 @@ import torch
 from diffusers import DDPMScheduler
 from torch.utils.data import Dataset
 
+from cascade.utils.checks import check_bool, check_int
+
 from .targets import training_target
 
 
@@ -39,16 +41,14 @@ class ReferenceClips(Dataset):
     """
 
     def __init__(self, dataset: Dataset, count: int, shared: bool = False):
-        if not isinstance(shared, bool):
-            raise ValueError(f"`shared` must be a bool, got {shared!r}.")
+        check_bool("shared", shared)
         method, argument = ("caption_clips", "caption") if shared else ("same_caption", "index")
         if not callable(getattr(dataset, method, None)):
             raise ValueError(
                 f"`dataset` must offer {method}({argument}, count) to draw reference clips (as ShapesDataset "
                 f"does), got a {type(dataset).__name__}."
             )
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"`count` must be an int >= 1, got {count!r}.")
+        check_int("count", count, minimum=1)
         self.dataset, self.count, self.shared = dataset, count, shared
         self._per_caption: dict[str, torch.Tensor] = {}
 

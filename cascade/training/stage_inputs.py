@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler
 
-from cascade.conditioning import blend_unknown_frames, masked_frame_conditioning, noise_augment, resize_frames
-from cascade.pipelines.stage_utils import encode_video
+from cascade.ops.conditioning import blend_unknown_frames, masked_frame_conditioning, noise_augment
+from cascade.ops.frames import resize_frames
+from cascade.ops.latents import encode_video
 
-from .config import SUPER_RESOLUTION_STAGES, TrainingConfig
+from .config import TrainingConfig, training_stage
 
 
 @dataclass
@@ -48,9 +49,10 @@ def stage_inputs(
             f"`videos` must be a tensor (B, 3, F, H, W), got {getattr(videos, 'shape', videos)!r}."
         )
     sample = videos if vae is None else encode_video(vae, videos.to(vae.dtype), None).to(videos.dtype)
-    if config.stage == "interpolation":
+    conditioning = training_stage(config.stage).conditioning
+    if conditioning == "known_frames":
         return StageInputs(sample, interpolation_conditioning(sample, config))
-    if config.stage in SUPER_RESOLUTION_STAGES:
+    if conditioning == "low_res":
         conditioning, levels = super_resolution_conditioning(
             videos, sample.shape[-2:], config, low_res_scheduler
         )

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from cascade.utils.checks import check_int
+
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 
 
@@ -26,8 +28,7 @@ def word_tokenizer(words: list[str], max_length: int = 8) -> CLIPTokenizer:
     for word in words:
         if not isinstance(word, str) or not re.fullmatch(r"[a-z]+", word):
             raise ValueError(f"`words` must hold lowercase ascii words, got {word!r}.")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3:
-        raise ValueError(f"`max_length` must be an int >= 3, got {max_length!r}.")
+    check_int("max_length", max_length, minimum=3)
     characters = list(string.ascii_lowercase + string.digits)
     tokens = characters + [c + "</w>" for c in characters]
     merges: list[tuple[str, str]] = []
@@ -81,8 +82,7 @@ def small_text_encoder(
         ("num_attention_heads", num_attention_heads),
         ("intermediate_size", intermediate_size),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be an int >= 1, got {value!r}.")
+        check_int(name, value, minimum=1)
     if hidden_size % num_attention_heads:
         raise ValueError(
             f"`hidden_size`={hidden_size} must be a multiple of `num_attention_heads`={num_attention_heads}."

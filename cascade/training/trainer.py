@@ -42,12 +42,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from cascade.atomic_write import write_atomically
-from cascade.distributed import processes_on_cpu
-from cascade.models import VideoUNet
+from cascade.models.video_unet import VideoUNet
+from cascade.ops.frames import fold_frames
+from cascade.ops.text import encode_text
+from cascade.utils.atomic import partial_folder, replace_folder, write_atomically
+from cascade.utils.checks import check_optional_int
 from cascade.utils.devices import warn_if_emulated
+from cascade.utils.distributed import processes_on_cpu
 
-from .config import IMAGE_STAGES, SUPER_RESOLUTION_STAGES, TrainingConfig
+from .config import IMAGE_STAGES, TrainingConfig, training_stage
 from .stable_target import ReferenceClips, stable_training_target
 from .stage_inputs import stage_inputs
 from .targets import training_target
@@ -68,10 +71,7 @@ def timestep_weights(levels: int, config: TrainingConfig) -> torch.Tensor:  # (l
 
 def _frames_as_images(video: torch.Tensor | None) -> torch.Tensor | None:
     """``(B, C, F, h, w)`` -> ``(B * F, C, 1, h, w)``: every frame a one-frame clip."""
-    if video is None:
-        return None
-    batch, channels, frames, height, width = video.shape
-    return video.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, 1, height, width)
+    return None if video is None else fold_frames(video).unsqueeze(2)
 
 
 class _MicroBatches(Sampler[list[int]]):
@@ -236,7 +236,7 @@ class StageTrainer:
             raise ValueError(f"`unet` must be a {names} for the {stage!r} stage, got {type(unet).__name__}.")
         spatial = unet.unet if isinstance(unet, VideoUNet) else unet
         sample_channels = vae.config.latent_channels if vae is not None else 3
-        extra = {"interpolation": sample_channels + 1, "spatiotemporal_sr": 3, "spatial_sr": 3}.get(stage, 0)
+        extra = training_stage(stage).conditioning_channels(sample_channels)
         config = spatial.config
         if config.in_channels != sample_channels + extra or config.out_channels != sample_channels:
             raise ValueError(
@@ -244,7 +244,7 @@ class StageTrainer:
                 f"{stage!r} stage {'with' if vae is not None else 'without'} a VAE, got in_channels="
                 f"{config.in_channels}, out_channels={config.out_channels}."
             )
-        if stage in SUPER_RESOLUTION_STAGES and spatial.class_embedding is None:
+        if training_stage(stage).conditioning == "low_res" and spatial.class_embedding is None:
             raise ValueError(
                 "`unet` needs a class embedding (num_class_embeds) for the noise level of a super-resolution stage."
             )
@@ -256,15 +256,8 @@ class StageTrainer:
     def encode_captions(self, captions: list[str]) -> torch.Tensor:
         """CLIP text embeddings ``(B, L, D)`` of ``captions``, padded to the tokenizer's length; with
         gradients when the text encoder trains."""
-        ids = self.tokenizer(
-            captions,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids  # (B, L)
         with torch.set_grad_enabled(self.config.train_text_encoder):
-            return self.text_encoder(ids.to(self.accelerator.device))[0]  # (B, L, D)
+            return encode_text(self.tokenizer, self.text_encoder, captions, self.accelerator.device)
 
     def loss(self, batch: dict) -> torch.Tensor:
         """The denoising loss of one micro-batch: MSE between the UNet's output and the target."""
@@ -348,10 +341,7 @@ class StageTrainer:
         resumes from the latest checkpoint when ``config.resume``. Shows a progress bar with the loss and
         steps/s on the main process. Returns the step reached."""
         config = self.config
-        if stop_after is not None and (
-            isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1
-        ):
-            raise ValueError(f"`stop_after` must be None or an int >= 1, got {stop_after!r}.")
+        check_optional_int("stop_after", stop_after, minimum=1)
         end = config.max_steps if stop_after is None else min(stop_after, config.max_steps)
         checkpoint = latest_checkpoint(self.output_dir) if config.resume else None
         if checkpoint is not None:
@@ -430,7 +420,7 @@ class StageTrainer:
         into place, so a checkpoint folder is always complete. Older checkpoints beyond the limit go."""
         folder = self.output_dir / "checkpoints"
         final = folder / f"{CHECKPOINT_PREFIX}{self.step}"
-        partial = folder / f".{final.name}.partial"
+        partial = partial_folder(final)
         if self.accelerator.is_main_process:
             shutil.rmtree(partial, ignore_errors=True)
         self.accelerator.wait_for_everyone()
@@ -447,8 +437,7 @@ class StageTrainer:
                 "num_processes": self.accelerator.num_processes,
             }
             (partial / TRAINING_STATE).write_text(json.dumps(state, indent=2))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(partial, final)
+            replace_folder(partial, final)
             limit = self.config.checkpoints_total_limit
             if limit is not None:
                 older = [path for path in _checkpoints(folder) if path != final]

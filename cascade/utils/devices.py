@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from .checks import check_int
+
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPE_NAMES)  # what ``--dtype`` takes
 EMULATION_SLOWDOWN = {"AVX2": "about 100x", "AVX512": "several times"}  # bfloat16 against float32, measured
@@ -166,8 +168,7 @@ def cpu_model() -> str:
 def matmul_rate(dtype: torch.dtype, size: int, seconds: float = 0.5) -> float:
     """GFLOP/s of ``size`` x ``size`` matrix products in ``dtype`` on the CPU: the median over as many
     products as fit in ``seconds`` (at least three, after one warm-up)."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"`size` must be a positive int, got {size!r}.")
+    check_int("size", size, minimum=1)
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b  # warm-up: kernel selection and packing buffers
     times, start = [], time.perf_counter()

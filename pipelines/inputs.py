@@ -1,56 +1,19 @@
-"""What every stage pipeline shares: argument checks, prompt encoding, decoding and the output type."""
-
-from dataclasses import dataclass
-from numbers import Real
+"""The checks of the arguments every stage pipeline takes (prompts, generators, output types, callbacks) and
+the conversion of a video argument to a tensor. Generic checks (ints, numbers, shapes) are
+:mod:`cascade.utils.checks`; like them, these raise ``ValueError`` naming the argument."""
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers.utils import BaseOutput
+
+from cascade.utils.checks import check_tensor_shape
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 
 
-@dataclass
-class VideoPipelineOutput(BaseOutput):
-    """Frames of a stage: ``np`` ``(B, F, H, W, 3)`` in [0, 1], ``pt`` ``(B, F, 3, H, W)``, ``pil`` a list
-    (per video) of lists of images, or ``latent`` ``(B, C, F, h, w)``."""
-
-    frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
-
-
-def check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-
-
-def check_size(name: str, value, multiple: int) -> None:
-    check_positive_int(name, value)
-    if value % multiple:
-        raise ValueError(f"`{name}` must be a multiple of {multiple} for this model, got {value}.")
-
-
-def check_number(name: str, value, minimum: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, Real) or not value >= minimum:
-        raise ValueError(f"`{name}` must be a number >= {minimum}, got {value!r}.")
-
-
-def check_output_type(output_type) -> None:
-    if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"`output_type` must be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
-
-
-def check_tensor_shape(name: str, value, shape: tuple) -> None:
-    """Checks ``value`` is a tensor of ``shape``, where ``None`` entries match any size."""
-    actual = tuple(value.shape) if isinstance(value, torch.Tensor) else None
-    if (
-        actual is None
-        or len(actual) != len(shape)
-        or any(want is not None and want != got for want, got in zip(shape, actual, strict=True))
-    ):
-        wanted = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        got = actual if actual is not None else type(value).__name__
-        raise ValueError(f"`{name}` must be a tensor of shape {wanted}, got {got}.")
+def check_output_type(output_type, allowed=OUTPUT_TYPES) -> None:
+    if output_type not in allowed:
+        raise ValueError(f"`output_type` must be one of {list(allowed)}, got {output_type!r}.")
 
 
 def check_prompts(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, embed_dim: int) -> int:
@@ -106,18 +69,6 @@ def check_callback_inputs(callback_inputs, allowed) -> None:
         raise ValueError(f"`callback_on_step_end_tensor_inputs` has {unknown}, allowed: {list(allowed)}.")
 
 
-def encode_text(tokenizer, text_encoder, prompts: list[str], device: torch.device) -> torch.Tensor:
-    """Returns the last hidden states ``(B, L, D)`` of ``text_encoder`` for ``prompts``."""
-    tokens = tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    )
-    return text_encoder(tokens.input_ids.to(device))[0]
-
-
 def video_to_tensor(video, processor, name: str = "video") -> torch.Tensor:
     """A video as a previous stage returns it, as ``(B, 3, F, H, W)`` in [-1, 1].
 
@@ -151,27 +102,3 @@ def video_to_tensor(video, processor, name: str = "video") -> torch.Tensor:
             f"got {type(video).__name__}."
         )
     return processor.preprocess_video(video)  # (B, 3, F, H, W) in [-1, 1]
-
-
-def encode_video(vae, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
-    """Encodes pixels ``(B, 3, F, H, W)`` in [-1, 1] to scaled latents ``(B, C, F, h, w)`` (the posterior's
-    mode, so conditioning is deterministic), ``chunk_size`` frames at a time."""
-    batch, channels, frames, height, width = pixels.shape
-    flat = pixels.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)  # (B*F, 3, H, W)
-    step = chunk_size or flat.shape[0]
-    latents = torch.cat(
-        [vae.encode(flat[i : i + step]).latent_dist.mode() for i in range(0, len(flat), step)]
-    )
-    latents = latents * vae.config.scaling_factor  # (B*F, C, h, w)
-    return latents.reshape(batch, frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
-
-
-def decode_latents(vae, latents: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
-    """Decodes latents ``(B, C, F, h, w)`` to pixels ``(B, 3, F, H, W)`` in [-1, 1], ``chunk_size`` frames at a
-    time (all at once when ``None``), so decoding memory is bounded by the chunk."""
-    batch, channels, frames, height, width = latents.shape
-    flat = latents.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)  # (B*F, C, h, w)
-    flat = flat / vae.config.scaling_factor
-    step = chunk_size or flat.shape[0]
-    pixels = torch.cat([vae.decode(flat[i : i + step]).sample for i in range(0, flat.shape[0], step)])
-    return pixels.reshape(batch, frames, *pixels.shape[1:]).permute(0, 2, 1, 3, 4)  # (B, 3, F, H, W)

@@ -14,16 +14,16 @@
 """
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
+
+from cascade.utils.checks import check_choice, check_int
 
 
 def interpolated_length(num_frames: int, factor: int) -> int:
     """Frames after inserting ``factor - 1`` frames between each pair of ``num_frames`` frames."""
-    for name, value in (("num_frames", num_frames), ("factor", factor)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+    check_int("num_frames", num_frames, minimum=1)
+    check_int("factor", factor, minimum=1)
     return (num_frames - 1) * factor + 1
 
 
@@ -44,8 +44,7 @@ def masked_frame_conditioning(
         raise ValueError(
             f"`known` must be a tensor of shape (B, C, F, H, W), got {getattr(known, 'shape', known)!r}."
         )
-    if fill not in CONDITIONING_FILLS:
-        raise ValueError(f"`fill` must be one of {list(CONDITIONING_FILLS)}, got {fill!r}.")
+    check_choice("fill", fill, CONDITIONING_FILLS)
     batch, channels, num_frames, height, width = known.shape
     length = interpolated_length(num_frames, factor)
     frames = known.new_zeros(batch, channels, length, height, width)
@@ -114,13 +113,3 @@ def noise_augment(
         )
     noise = randn_tensor(video.shape, generator=generator, device=video.device, dtype=video.dtype)
     return scheduler.add_noise(video, noise, noise_level.to(video.device).long())
-
-
-def resize_frames(video: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """Resizes every frame of ``video`` ``(B, C, F, H, W)`` to ``size`` ``(h, w)`` with ``F.interpolate``'s
-    ``mode`` (``align_corners=False`` where the mode takes it); returns ``(B, C, F, h, w)``."""
-    batch, channels, frames, height, width = video.shape
-    flat = video.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)  # (B*F, C, H, W)
-    corners = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
-    flat = F.interpolate(flat, size=tuple(size), mode=mode, **corners)  # (B*F, C, h, w)
-    return flat.reshape(batch, frames, channels, *flat.shape[-2:]).permute(0, 2, 1, 3, 4)

@@ -5,7 +5,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from cascade.eval.video_input import check_positive_int, to_video_tensor
+from cascade.eval.video_input import to_video_tensor
+from cascade.utils.checks import check_int
 
 
 @torch.no_grad()
@@ -38,9 +39,9 @@ def inception_score(
         ``(mean, std)`` of the split scores.
     """
     if not callable(classifier):
-        raise TypeError(f"classifier must be callable; got {type(classifier).__name__}")
-    check_positive_int(splits, "splits")
-    check_positive_int(batch_size, "batch_size")
+        raise ValueError(f"classifier must be callable; got {type(classifier).__name__}")
+    check_int("splits", splits, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
     clips = to_video_tensor(videos, "videos")  # (B, F, H, W, 3)
     if clips.shape[0] < splits:
         raise ValueError(f"videos must hold at least splits={splits} videos; got {clips.shape[0]}")

@@ -14,13 +14,25 @@ Written from those files (not downloaded: the tests run offline); ``attention_he
 files, diffusers' historical name for the number of heads.
 """
 
-SD15_UNET = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
+# Keys both configs give with the same value.
+_SHARED = {
     "center_input_sample": False,
     "flip_sin_to_cos": True,
     "freq_shift": 0,
+    "layers_per_block": 2,
+    "downsample_padding": 1,
+    "mid_block_scale_factor": 1,
+    "act_fn": "silu",
+    "norm_num_groups": 32,
+    "norm_eps": 1e-05,
+    "attention_head_dim": 8,
+}
+
+SD15_UNET = {
+    **_SHARED,
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
     "down_block_types": [
         "CrossAttnDownBlock2D",
         "CrossAttnDownBlock2D",
@@ -29,23 +41,14 @@ SD15_UNET = {
     ],
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
     "block_out_channels": [320, 640, 1280, 1280],
-    "layers_per_block": 2,
-    "downsample_padding": 1,
-    "mid_block_scale_factor": 1,
-    "act_fn": "silu",
-    "norm_num_groups": 32,
-    "norm_eps": 1e-05,
     "cross_attention_dim": 768,
-    "attention_head_dim": 8,
 }
 
 X4_UPSCALER_UNET = {
+    **_SHARED,
     "sample_size": 128,
     "in_channels": 7,
     "out_channels": 4,
-    "center_input_sample": False,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
     "down_block_types": [
         "DownBlock2D",
         "CrossAttnDownBlock2D",
@@ -55,14 +58,7 @@ X4_UPSCALER_UNET = {
     "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
     "only_cross_attention": [True, True, True, False],
     "block_out_channels": [256, 512, 512, 1024],
-    "layers_per_block": 2,
-    "downsample_padding": 1,
-    "mid_block_scale_factor": 1,
-    "act_fn": "silu",
-    "norm_num_groups": 32,
-    "norm_eps": 1e-05,
     "cross_attention_dim": 1024,
-    "attention_head_dim": 8,
     "dual_cross_attention": False,
     "use_linear_projection": True,
     "num_class_embeds": 1000,

@@ -18,27 +18,27 @@ import argparse
 import os
 from pathlib import Path
 
-from cascade.cascade_settings import STAGES, check_generation_flags, select_stages, stage_settings
-from cascade.distributed import processes_on_cpu
-from cascade.eval.prompts import CAPTION_COLUMNS, VIDEO_COLUMNS, PromptItem, read_prompts
-from cascade.eval.stage_fidelity import CONDITIONING_STAGES
-from cascade.eval.suite import METRICS, REFERENCE_METRICS, SuiteInputs, select_metrics, static_problems
-from cascade.eval.video_files import WRITE_FORMATS, match_videos, read_video, video_name, write_video
+from cascade.eval.prompts import CAPTION_COLUMNS, VIDEO_COLUMNS, PromptItem
+from cascade.eval.suite import METRICS
+from cascade.eval.video_files import WRITE_FORMATS
+from cascade.pipelines.stages import CONDITIONING_STAGES
+
+from . import add_command
+from .generation import add_generation_flags, check_generation_flags
 
 FVD_PROTOCOLS = ("original", "stylegan-v")
 
 
-def add_eval_parser(subparsers, summary: str) -> argparse.ArgumentParser:
-    """Registers the ``eval`` subcommand on ``subparsers`` (from ``add_subparsers``), listed with the
-    one-line ``summary``, and returns it."""
-    parser = subparsers.add_parser(
-        "eval",
-        help=summary,
-        description="Generate one video per prompt with a saved cascade (--model), or read videos already "
-        "generated (--videos), compute the metrics that apply, and write OUTDIR/report.json, "
-        "OUTDIR/report.md and OUTDIR/contact_sheet.png. Generated videos are kept in OUTDIR/videos/ and "
-        "a rerun only generates the missing ones. Under `accelerate launch` the prompts are split across "
-        "the processes. Nothing is downloaded: CLIPSIM and FVD/KVD need local checkpoints.",
+def add_parsers(commands) -> None:
+    description = (
+        "Generate one video per prompt with a saved cascade (--model), or read videos already generated "
+        "(--videos), compute the metrics that apply, and write OUTDIR/report.json, OUTDIR/report.md and "
+        "OUTDIR/contact_sheet.png. Generated videos are kept in OUTDIR/videos/ and a rerun only generates the "
+        "missing ones. Under `accelerate launch` the prompts are split across the processes. Nothing is "
+        "downloaded: CLIPSIM and FVD/KVD need local checkpoints."
+    )
+    parser = add_command(
+        commands, "eval", run, "generate videos for a prompt file and score them", description
     )
     parser.add_argument(
         "--prompts",
@@ -50,7 +50,10 @@ def add_eval_parser(subparsers, summary: str) -> argparse.ArgumentParser:
         f"{', '.join(VIDEO_COLUMNS)})",
     )
     parser.add_argument(
-        "--model", type=Path, metavar="DIR", help="saved cascade (or keyframes pipeline) to generate with"
+        "--model",
+        type=Path,
+        metavar="DIR",
+        help="a saved cascade or keyframes pipeline folder to generate with",
     )
     parser.add_argument(
         "--videos",
@@ -75,27 +78,8 @@ def add_eval_parser(subparsers, summary: str) -> argparse.ArgumentParser:
         help=f"metrics to compute, from {', '.join(METRICS)} (default: every one that applies; the report "
         "says why the others were skipped)",
     )
-    parser.add_argument(
-        "--num-frames", type=int, default=8, metavar="N", help="number of keyframes (default 8)"
-    )
-    parser.add_argument(
-        "--steps", type=int, default=25, metavar="N", help="denoising steps of every stage (default 25)"
-    )
-    parser.add_argument(
-        "--guidance",
-        type=float,
-        default=None,
-        metavar="G",
-        help="classifier-free guidance (default: each stage's)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="video i is generated with seed SEED + i (default 0)"
-    )
-    parser.add_argument(
-        "--stages",
-        nargs="+",
-        metavar="STAGE",
-        help=f"run only these stages of the model, from {', '.join(STAGES)} (default: all)",
+    add_generation_flags(
+        parser, "--num-frames", steps=25, seed_help="video i is generated with seed SEED + i (default 0)"
     )
     parser.add_argument(
         "--format",
@@ -144,13 +128,14 @@ def add_eval_parser(subparsers, summary: str) -> argparse.ArgumentParser:
         "the stage gets the rendered keyframes or low-resolution frames and its output is compared with "
         "the render (PSNR, dB). Uses --num-frames keyframes, --steps, --guidance and --seed.",
     )
-    return parser
 
 
 def _process_state():
     """accelerate's ``PartialState``, on the CPU with gloo for a multi-process launch without CUDA
-    (:func:`cascade.distributed.processes_on_cpu`)."""
+    (:func:`cascade.utils.distributed.processes_on_cpu`)."""
     from accelerate import PartialState
+
+    from cascade.utils.distributed import processes_on_cpu
 
     return PartialState(cpu=processes_on_cpu())
 
@@ -188,9 +173,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _load_stages(args: argparse.Namespace):
     """The model's cascade, limited to ``--stages``, with its own progress bars off."""
-    from cascade.cli import _load_cascade
+    from .generation import load_generator
 
-    cascade = select_stages(_load_cascade(args.model), args.stages)
+    cascade = load_generator(args.model, args.stages)
     cascade.set_progress_bar_config(disable=True)
     return cascade
 
@@ -211,6 +196,11 @@ def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple
     loaded it (else ``None``)."""
     import numpy as np
     from tqdm.auto import tqdm
+
+    from cascade.data.media_io import write_video
+    from cascade.eval.video_files import video_name
+
+    from .generation import stage_settings
 
     folder = args.output / "videos"
     folder.mkdir(parents=True, exist_ok=True)
@@ -277,6 +267,8 @@ def _stage_fidelity(args: argparse.Namespace, cascade) -> dict:
     stages, with the clips' provenance."""
     from cascade.eval.stage_fidelity import CLIPS_SEED, stage_fidelity
 
+    from .generation import stage_settings
+
     settings = stage_settings(cascade, args.steps, args.num_frames, args.guidance)
     stages = stage_fidelity(cascade, args.shapes_stages, args.num_frames, args.seed, settings)
     if not stages:
@@ -287,11 +279,22 @@ def _stage_fidelity(args: argparse.Namespace, cascade) -> dict:
     return {"clips": args.shapes_stages, "clips_seed": CLIPS_SEED, "stages": stages}
 
 
-def run_eval(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> None:
     """Runs ``cascade eval`` with the parsed ``args``; see the module docstring."""
+    from cascade.data.media_io import read_video
+    from cascade.eval.prompts import read_prompts
     from cascade.eval.report import write_report
     from cascade.eval.shapes_fidelity import parse_shapes_prompts
-    from cascade.eval.suite import check_references, compute_metrics, video_problems
+    from cascade.eval.suite import (
+        REFERENCE_METRICS,
+        SuiteInputs,
+        check_references,
+        compute_metrics,
+        select_metrics,
+        static_problems,
+        video_problems,
+    )
+    from cascade.eval.video_files import match_videos
 
     _check_args(args)
     items = read_prompts(

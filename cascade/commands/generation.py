@@ -1,0 +1,90 @@
+"""What ``cascade generate`` and ``cascade eval`` share: the flags that drive generation, their checks, and the
+per-stage settings they make. Importing this module does not import torch."""
+
+import argparse
+
+from cascade.pipelines.stages import STAGE_NAMES
+
+DEMO_MODEL_HELP = "a saved cascade or keyframes pipeline folder (default: the demo cascade)"
+
+
+def add_generation_flags(
+    parser: argparse.ArgumentParser, frames_flag: str, steps: int | None, seed_help: str
+) -> None:
+    """Adds ``--stages``, ``frames_flag`` (the number of keyframes), ``--steps`` (default ``steps``;
+    ``None``: the model's own settings), ``--guidance`` and ``--seed``."""
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        metavar="STAGE",
+        help=f"run only these stages of the model, in cascade order; from {', '.join(STAGE_NAMES)} (default: all)",
+    )
+    parser.add_argument(frames_flag, type=int, default=8, metavar="N", help="number of keyframes (default 8)")
+    default = "the model's own settings, else 25" if steps is None else steps
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=steps,
+        metavar="N",
+        help=f"denoising steps of every stage (default {default})",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help=seed_help)
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        metavar="G",
+        help="classifier-free guidance of every stage (default: each stage's)",
+    )
+
+
+def check_generation_flags(stages: list[str] | None, seed: int, **positive: int) -> None:
+    """Checks the flags of a run that generates from prompts: each of ``positive`` (flag name with ``_``
+    for ``-``, e.g. ``num_frames=8``) must be a positive int, ``seed`` an int >= 0, and ``stages`` (``None``:
+    all) known stage names that include ``keyframes``."""
+    for name, value in positive.items():
+        if value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive int, got {value}")
+    if seed < 0:
+        raise ValueError(f"--seed must be an int >= 0, got {seed}")
+    unknown = [stage for stage in stages or [] if stage not in STAGE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {' '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
+    if stages and STAGE_NAMES[0] not in stages:
+        raise ValueError(f"generating from a prompt needs the {STAGE_NAMES[0]} stage in --stages")
+
+
+def load_generator(model, stages: list[str] | None):
+    """The cascade saved at ``model`` (a folder, or the demo cascade when ``None``), limited to ``stages``
+    (``None``: all of them), without loading bars; ``ValueError`` if it lacks one of them or cannot start
+    from a prompt."""
+    import diffusers
+    import transformers
+
+    from cascade.pipelines.cascade import DEMO_MODEL, load_cascade
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    if model is None and not DEMO_MODEL.is_dir():
+        raise ValueError(f"the default model is not installed at {str(DEMO_MODEL)!r}; pass --model DIR")
+    try:
+        cascade = load_cascade(DEMO_MODEL if model is None else model)
+    except ValueError as error:
+        raise ValueError(f"--model: {error}") from None
+    cascade = cascade.subset(stages) if stages else cascade
+    if cascade.needs_video:
+        raise ValueError(f"generating from a prompt needs a model with a {STAGE_NAMES[0]} stage")
+    return cascade
+
+
+def stage_settings(cascade, steps: int | None, frames: int, guidance: float | None) -> dict[str, dict]:
+    """``stage_kwargs`` for ``cascade``: ``steps`` denoising steps for every stage, ``frames`` keyframes,
+    and ``guidance`` as every stage's guidance scale (``None``: each stage's default: the cascade's
+    ``stage_defaults``, else the stage's own)."""
+    settings = {name: {} if steps is None else {"num_inference_steps": steps} for name in cascade.stages}
+    if STAGE_NAMES[0] in settings:
+        settings[STAGE_NAMES[0]]["num_frames"] = frames
+    if guidance is not None:
+        for stage in settings.values():
+            stage["guidance_scale"] = guidance
+    return settings
