@@ -2,6 +2,8 @@
 
     cascade generate PROMPT -o OUT.mp4 [--model DIR] [--stages ...] [--frames N] [--steps N] [--seed N]
                      [--fps N] [--guidance G] [--save-intermediates]
+    cascade edit INPUT -o OUT.mp4 --prompt TARGET [--source-prompt SOURCE] [--model DIR] [--method M]
+                 [--steps N] [--guidance G] [--strength S] [--frames N] [--seed N] [--fps N]
     cascade init-tiny DIR [--latent]
     cascade eval --prompts FILE (--model DIR | --videos DIR) -o OUTDIR [--metrics ...]
     cascade build STAGE|all [--manifest FILE] -o DIR [--local-dir REPO_ID=FOLDER ...] [--push-to-hub REPO]
@@ -16,7 +18,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("generate", "init_tiny", "evaluate", "build", "train")  # in cascade.commands
+COMMAND_MODULES = ("generate", "edit", "init_tiny", "evaluate", "build", "train")  # in cascade.commands
 
 
 def parser() -> argparse.ArgumentParser:

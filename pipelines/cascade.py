@@ -23,7 +23,7 @@ from cascade.utils.atomic import write_folder_atomically
 from cascade.utils.checks import check_optional_int
 
 from .hub_loading import MODEL_INDEX, CodeFilesMixin, local_folder
-from .inputs import check_output_type
+from .inputs import check_output_type, fit_videos
 from .interpolation import InterpolationPipeline
 from .keyframes import KeyframesPipeline
 from .spatial_sr import SpatialSRPipeline
@@ -31,6 +31,7 @@ from .spatiotemporal_sr import SpatioTemporalSRPipeline
 from .stages import STAGE_NAMES, stage
 
 INDEX_FILE = "cascade_index.json"
+EDIT_SETTINGS = {"method", "num_inference_steps", "guidance_scale", "attention_injection", "strength"}
 # The demo cascade trained by configs/demo, shipped in the repository's weights/demo.
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
 
@@ -326,6 +327,77 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         if not return_dict:
             return (frames, stage_frames or None)
         return CascadePipelineOutput(frames=frames, stage_frames=stage_frames or None)
+
+    @torch.no_grad()
+    def edit(
+        self,
+        video,
+        prompt: str | list[str],
+        source_prompt: str | list[str] = "",
+        num_frames: int | None = None,
+        stage_kwargs: dict[str, dict] | None = None,
+        seed: int | None = None,
+        output_type: str = "np",
+        return_stage_outputs: bool = False,
+        return_dict: bool = True,
+        **edit_settings,
+    ) -> CascadePipelineOutput | tuple:
+        """Edits ``video`` from ``source_prompt`` to ``prompt`` with the keyframes stage, then runs the later
+        stages on the edited keyframes, so the result has the cascade's frame count and size.
+
+        Args:
+            video: the clips to edit, any frame count and size: ``np`` ``(B, F, H, W, 3)`` or ``pt``
+                ``(B, F, 3, H, W)`` in [0, 1]. Each is brought to ``num_frames`` frames (default: the keyframes
+                stage's ``num_frames`` setting, else 8) of the keyframes stage's size: frames sampled evenly
+                over the clip, resized to cover the size and center-cropped (:mod:`cascade.data.video_fit`).
+            prompt, source_prompt: the target text and what the clips show (one text, or one per clip).
+            stage_kwargs, seed, output_type, return_stage_outputs, return_dict: as in :meth:`__call__`, for the
+                stages after the keyframes (``seed`` also seeds the keyframes stage's edit, stage ``i`` getting
+                ``seed + i``).
+            **edit_settings: :meth:`KeyframesPipeline.edit <cascade.pipelines.editing.EditingMixin.edit>`'s
+                ``method``, ``num_inference_steps``, ``guidance_scale``, ``attention_injection``, ``strength``.
+        """
+        if STAGE_NAMES[0] not in self.stages:
+            raise ValueError(
+                f"editing needs a cascade with a {STAGE_NAMES[0]} stage; it has {list(self.stages)}."
+            )
+        unknown = sorted(set(edit_settings) - EDIT_SETTINGS)
+        if unknown:
+            raise ValueError(f"`edit_settings` has {unknown}; allowed: {sorted(EDIT_SETTINGS)}.")
+        stage_kwargs = self._check_stage_kwargs("stage_kwargs", dict(stage_kwargs or {}))
+        check_optional_int("seed", seed)
+        if output_type == "latent":
+            raise ValueError("`output_type` must be one of ['np', 'pt', 'pil'] for a cascade, got 'latent'.")
+        check_output_type(output_type)
+        keyframes = self.stages[STAGE_NAMES[0]]
+        num_frames = num_frames or self.stage_defaults.get(STAGE_NAMES[0], {}).get("num_frames", 8)
+        clips = fit_videos(video, num_frames, keyframes.default_size)  # (B, F, S, S, 3)
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        edited = keyframes.edit(
+            clips, prompt, source_prompt, generator=generator, output_type="pt", **edit_settings
+        ).frames  # (B, F, 3, S, S)
+        later = [name for name in self.stages if name != STAGE_NAMES[0]]
+        if not later:
+            frames = keyframes.video_processor.postprocess_video(
+                edited.permute(0, 2, 1, 3, 4) * 2 - 1, output_type
+            )
+            stage_frames = {STAGE_NAMES[0]: edited} if return_stage_outputs else None
+            return CascadePipelineOutput(frames, stage_frames) if return_dict else (frames, stage_frames)
+        seeds = {name: {"seed": seed + index} for index, name in enumerate(self.stages) if seed is not None}
+        settings = {name: {**seeds.get(name, {}), **stage_kwargs.get(name, {})} for name in later}
+        result = self.subset(later)(
+            prompt,
+            video=edited,
+            stage_kwargs=settings,
+            output_type=output_type,
+            return_stage_outputs=return_stage_outputs,
+        )
+        stage_frames = {STAGE_NAMES[0]: edited, **result.stage_frames} if return_stage_outputs else None
+        return (
+            CascadePipelineOutput(result.frames, stage_frames)
+            if return_dict
+            else (result.frames, stage_frames)
+        )
 
     def _encode_prompt(self, prompt, negative_prompt) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Encodes the prompt once per distinct text encoder: ``id(text_encoder) -> (positive, negative)``."""

@@ -6,6 +6,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+from cascade.data.video_fit import fit_video
 from cascade.utils.checks import check_tensor_shape
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
@@ -102,3 +103,20 @@ def video_to_tensor(video, processor, name: str = "video") -> torch.Tensor:
             f"got {type(video).__name__}."
         )
     return processor.preprocess_video(video)  # (B, 3, F, H, W) in [-1, 1]
+
+
+def fit_videos(video, num_frames: int, size: int, name: str = "video") -> np.ndarray:
+    """Clips of any frame count and size (``np`` ``(B, F, H, W, 3)`` or ``pt`` ``(B, F, 3, H, W)`` in [0, 1]) as
+    float32 ``(B, num_frames, size, size, 3)``: :func:`cascade.data.video_fit.fit_video` of each."""
+    if isinstance(video, torch.Tensor) and video.ndim == 5:
+        video = video.permute(0, 1, 3, 4, 2).cpu().numpy()  # (B, F, H, W, 3)
+    if not isinstance(video, np.ndarray) or video.ndim != 5 or video.shape[-1] != 3:
+        raise ValueError(
+            f"`{name}` must be an np array (B, F, H, W, 3) or a tensor (B, F, 3, H, W) in [0, 1], got "
+            f"{type(video).__name__} of shape {tuple(getattr(video, 'shape', ()))}."
+        )
+    if video.shape[1] < 2:
+        raise ValueError(
+            f"`{name}` must have at least 2 frames (a single image is no video), got {video.shape[1]}."
+        )
+    return np.stack([fit_video(clip, num_frames, size, size) for clip in video])

@@ -14,11 +14,12 @@ from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from cascade.models.video_unet import VideoUNet
 from cascade.utils.checks import check_int
 
+from .editing import EditingMixin
 from .stage_base import VideoStagePipeline
 from .stage_call import StageCall, stage_call
 
 
-class KeyframesPipeline(VideoStagePipeline, StableDiffusionLoraLoaderMixin):
+class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoaderMixin):
     """Generates keyframes from a prompt with an inflated :class:`cascade.VideoUNet`.
 
     Components (see :class:`~cascade.pipelines.stage_base.VideoStagePipeline`): ``unet`` (a VideoUNet with no
@@ -29,6 +30,9 @@ class KeyframesPipeline(VideoStagePipeline, StableDiffusionLoraLoaderMixin):
     Kohya format, through diffusers' ``StableDiffusionLoraLoaderMixin`` and peft): its ``unet`` weights go
     into the VideoUNet's 2D UNet (``pipe.unet.unet``), its ``text_encoder`` weights into the text encoder;
     temporal layers are left alone.
+
+    ``pipe.invert(video, prompt)`` (DDIM inversion) and ``pipe.edit(video, prompt, source_prompt)`` (editing by
+    inversion and self-attention injection, or the baselines): :mod:`cascade.pipelines.editing`.
     """
 
     @classmethod

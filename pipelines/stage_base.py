@@ -279,10 +279,11 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         window: int | None = None,
         window_overlap: int = 0,
         begin_step: int = 0,
+        end_step: int | None = None,
     ) -> torch.Tensor:
         """Runs the scheduler from noise ``latents`` ``(B, C, F, h, w)`` to a clean sample; from step
         ``begin_step`` of ``call.num_inference_steps`` (``latents`` then at that step's noise level), as
-        diffusers' image-to-image pipelines do.
+        diffusers' image-to-image pipelines do, and up to step ``end_step`` (exclusive; ``None``: to the end).
 
         ``conditioning`` ``(B, k, F, h, w)`` is concatenated to the model input as the UNet's extra input
         channels; ``class_labels`` ``(B,)`` go to its class embedding. The UNet sees ``window`` frames at a
@@ -292,6 +293,8 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         """
         warn_if_emulated(self.unet.dtype, latents.device)
         timesteps = self.timesteps_from(call.num_inference_steps, begin_step, latents.device)
+        if end_step is not None:
+            timesteps = timesteps[: (end_step - begin_step) * self.scheduler.order]
         self._num_timesteps = len(timesteps)
         step_parameters = inspect.signature(self.scheduler.step).parameters
         step_kwargs = {"generator": call.generator} if "generator" in step_parameters else {}

@@ -129,6 +129,23 @@ class StageCall:
         """Videos in the batch: prompts times ``num_videos_per_prompt`` (after the opening)."""
         return self.prompt_embeds.shape[0]
 
+    def common(self) -> dict:
+        """The common arguments, by name."""
+        return {name: getattr(self, name) for name in COMMON_NAMES}
+
+    @classmethod
+    def with_defaults(cls, **arguments) -> "StageCall":
+        """A call of the common ``arguments`` given, the others at their defaults (for a pipeline method
+        other than ``__call__`` that runs the denoising loop, such as inversion)."""
+        unknown = sorted(set(arguments) - set(COMMON_NAMES))
+        if unknown:
+            raise ValueError(
+                f"`arguments` has {unknown}, which are not common arguments {list(COMMON_NAMES)}."
+            )
+        return cls(
+            **{argument.name: arguments.get(argument.name, argument.default) for argument in COMMON_ARGUMENTS}
+        )
+
 
 def _parameters(arguments, defaults: dict) -> list[inspect.Parameter]:
     return [

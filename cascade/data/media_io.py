@@ -53,6 +53,12 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame[..., :3]).astype(np.uint8, copy=False)  # (H, W, 3)
 
 
+def _last_line(error: Exception) -> str:
+    """The last line of ``error``'s message (ffmpeg's reason, after its command line), or its type's name."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
+
+
 def probe_video(path) -> VideoInfo:
     """Reads a video's frame count and fps without decoding its frames (for gifs, pillow walks the
     frame headers; for ffmpeg formats, the stream is demuxed with ``-c copy``)."""
@@ -68,7 +74,7 @@ def probe_video(path) -> VideoInfo:
                 num_frames = reader.count_frames()
                 fps = float(meta["fps"])
     except Exception as error:  # imageio and its plugins raise many types; report them as one
-        raise MediaReadError(f"cannot read video {str(path)!r}: {error}") from error
+        raise MediaReadError(f"cannot read video {str(path)!r}: {_last_line(error)}") from error
     if not np.isfinite(fps) or fps <= 0:
         raise MediaReadError(f"video {str(path)!r} reports an invalid fps {fps!r}")
     return VideoInfo(num_frames=int(num_frames), fps=float(fps))

@@ -29,6 +29,7 @@ from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
     DPMSolverMultistepScheduler,
+    SchedulerMixin,
     UNet2DConditionModel,
 )
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -222,14 +223,26 @@ def build_trainer(recipe: Recipe) -> StageTrainer:
     )
 
 
+def sampling_scheduler(name: str, noise_scheduler: DDPMScheduler) -> SchedulerMixin:
+    """The scheduler saved with a trained stage: ``name``'s class of :data:`SAMPLING_SCHEDULERS` on the training
+    schedule. Its config also states ``clip_sample: false`` (as Stable Diffusion's does), so that a scheduler
+    swapped in with ``from_config`` samples as this one does: unsaid, DDIM clips its estimate of the clean sample
+    to [-1, 1] but steps on with the unclipped noise estimate, and under classifier-free guidance, whose estimate
+    leaves [-1, 1], the two disagree and the colours go wrong."""
+    scheduler = SAMPLING_SCHEDULERS[name].from_config(noise_scheduler.config)
+    scheduler.register_to_config(clip_sample=False)
+    return scheduler
+
+
 def export_stage(recipe: Recipe, trainer: StageTrainer) -> Path:
     """Writes the trained stage to ``recipe.model_dir`` atomically: its pipeline (``save_pretrained``), or
     for ``text_to_image`` its components (``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``)."""
     unet, text_encoder = trainer.trained_models()
-    scheduler_class = SAMPLING_SCHEDULERS[recipe.sampling.get("scheduler", "dpm_solver")]
     components = {
         "unet": unet,
-        "scheduler": scheduler_class.from_config(trainer.noise_scheduler.config),
+        "scheduler": sampling_scheduler(
+            recipe.sampling.get("scheduler", "dpm_solver"), trainer.noise_scheduler
+        ),
         "text_encoder": text_encoder,
         "tokenizer": trainer.tokenizer,
         "vae": trainer.vae,
