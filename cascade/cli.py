@@ -7,6 +7,7 @@
     cascade build STAGE|all [--manifest FILE] -o DIR [--local-dir REPO_ID=FOLDER ...] [--push-to-hub REPO]
     cascade train RECIPE.yaml... [--max-steps N] [--stop-after N] [--output-dir DIR] [--no-resume]
     cascade assemble OUTDIR --keyframes DIR [--interpolation DIR] [--spatiotemporal-sr DIR] [--spatial-sr DIR]
+    cascade serve [--model DIR] [--host 127.0.0.1] [--port N] [--concurrency N] [--queue-size N] [--cache-size N]
 
 Errors (``ValueError``, ``OSError``) print one line and exit with status 2; nothing half-written is left
 behind. Registering the parsers imports no torch, so ``cascade --help`` is fast.
@@ -16,7 +17,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("generate", "init_tiny", "evaluate", "build", "train")  # in cascade.commands
+COMMAND_MODULES = ("generate", "init_tiny", "evaluate", "build", "train", "serve")  # in cascade.commands
 
 
 def parser() -> argparse.ArgumentParser:
