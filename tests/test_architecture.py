@@ -20,6 +20,7 @@ LAYERS = {
     "cascade.hub": 3,
     "cascade.testing": 3,
     "cascade.app": 3,
+    "cascade.rating": 3,
     "cascade.commands": 4,
     "cascade.cli": 4,
     "cascade.__main__": 4,
