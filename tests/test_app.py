@@ -184,3 +184,20 @@ def test_the_gradio_app_answers_bad_input_with_the_message(tiny, tmp_path, monke
         list(generate(*inputs(frames=0)))
     with pytest.raises(ValueError, match="must be inside gradio's cache folder"):
         build_app(tiny, cache_folder=tmp_path.parent / "elsewhere")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concurrency", "0"], "--concurrency must be a positive int, got 0"),
+        (["--cache-size", "-1"], "--cache-size must be a positive int, got -1"),
+        (["--port", "70000"], "--port must be in [1, 65535], got 70000"),
+        (["--model", "{tmp}/missing"], "is not a saved cascade or pipeline folder"),
+    ],
+)
+def test_serve_answers_bad_flags_in_one_line(tmp_path, capsys, args, message):
+    from cascade.cli import main
+
+    assert main(["serve", *[arg.format(tmp=tmp_path) for arg in args]]) == 2
+    error = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in error and error.count("\n") == 1

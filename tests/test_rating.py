@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from cascade.cli import main
+from cascade.data import ShapesWorld, render_clip
 from cascade.rating.checks import spoil
 from cascade.rating.report import build_report, markdown, write_report
 from cascade.rating.server import create_app, serving
-from cascade.rating.simulated import SimulatedRater, random_judge
+from cascade.rating.simulated import ShapesJudge, SimulatedRater, look_score, random_judge
 from cascade.rating.statistics import bootstrap_shares, krippendorff_alpha, pairwise_agreement
 from cascade.rating.store import (
     AnsweredPairError,
@@ -432,3 +433,36 @@ def test_the_page_never_names_a_model_or_a_file(study, tmp_path):
             "/api/votes", json={"rater": rater, "pair": pair["pair"], "quality": "up", "text": "left"}
         )
         assert bad.status_code == 400 and "`quality` must be one of" in bad.json()["error"]
+
+
+def test_shapes_judges_pass_the_checks_and_prefer_the_right_direction(study, tmp_path):
+    """Raters who judge with the shapes-world analysis, without errors: model B's videos move the wrong way, so
+    A matches the text better every time; both are clean renders, so mostly neither looks better; and a render is
+    always preferred to its spoiled copy, so no attention check fails."""
+    store = VoteStore(tmp_path / "votes.sqlite")
+    app = create_app(study, store, check_share=0.3, seed=1)
+    with serving(app, "127.0.0.1", free_port()) as base_url:
+        for seed in range(2):
+            rater = SimulatedRater(base_url, ShapesJudge(error_rate=0.0), seed=seed)
+            rater.rate()
+            rater.close()
+    report = build_report(*read_study_votes(store.path), resamples=200)
+    assert report["questions"]["text"]["A"]["share"] == 1.0
+    assert report["questions"]["quality"]["same"]["share"] >= 0.8  # renders differ only in their paths
+    checks = report["attention_checks"]
+    assert checks["answered"] > 0 and checks["failed"] == 0
+
+
+def test_look_score_ranks_a_render_above_its_spoiled_copies():
+    clip = render_clip(ShapesWorld(0)[0], 8, 32, 32)  # (F, H, W, 3) in [0, 1]
+    frames = (clip * 255).round().astype(np.uint8)
+    render = look_score(clip)
+    assert render > 0.5
+    for kind in ("shuffled", "noise"):
+        assert look_score(spoil(frames, kind, seed=0) / 255) < render / 2
+    judge = ShapesJudge(error_rate=0.0)
+    caption = ShapesWorld(0)[0].caption
+    noisy = spoil(frames, "noise", 0) / 255  # the noise leaves colour, shape and direction readable
+    assert judge(caption, lambda: noisy, lambda: clip, random.Random(0)) == ("right", "same")
+    with pytest.raises(ValueError, match=r"`error_rate` must be a number in \[0.0, 1.0\], got 2"):
+        ShapesJudge(error_rate=2)

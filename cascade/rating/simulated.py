@@ -28,28 +28,38 @@ def random_judge(prompt: str, left, right, rng: random.Random) -> tuple[str, str
     return rng.choice(SIDES), rng.choice(SIDES)
 
 
-def steadiness(frames: np.ndarray, max_area: float = 0.3, max_wobble: float = 0.1) -> float:
-    """How much ``frames`` ``(F, H, W, 3)`` look like one clear object moving steadily, in [0, 1]: the share of
-    frames where the shapes-world analysis finds a shape of the clip's majority colour and shape covering at
-    most ``max_area`` of the frame (a larger one is no clear object: noise, a smear), times ``1 - w /
-    max_wobble`` (at least 0), ``w`` the RMS distance of the centroids from their least-squares straight path
-    at constant speed, in frame sizes (0 for a rendered clip; shuffled frames jump about)."""
+def look_score(
+    frames: np.ndarray, max_area: float = 0.3, wobble_scale: float = 0.05, grain_scale: float = 0.05
+) -> float:
+    """How good ``frames`` ``(F, H, W, 3)`` in [0, 1] look as a clip of the shapes world, in [0, 1]: one clear
+    object, moving steadily, on a clean background. The product of
+
+    - *clear*: the share of frames where the shapes-world analysis finds a shape of the clip's majority colour
+      and shape covering at most ``max_area`` of the frame (a larger one is no clear object: noise, a smear);
+    - *steady*: ``1 / (1 + w / wobble_scale)``, ``w`` the RMS distance of the centroids from their
+      least-squares straight path at constant speed, in frame sizes (0 for a render; shuffled frames jump);
+    - *clean*: ``1 / (1 + g / grain_scale)``, ``g`` the mean absolute difference between neighbouring pixels
+      (about 0.01 for the demo's videos, 0.28 under the attention checks' noise).
+    """
     analysis = analyze_video(frames)
-    clear = [
-        frame.shape is not None
-        and frame.area <= max_area
-        and (frame.color, frame.shape) == (analysis.color, analysis.shape)
-        for frame in analysis.frames
-    ]
     found = ~np.isnan(analysis.centroids[:, 0])
     if found.sum() < 2:
         return 0.0
+    clear = np.mean(
+        [
+            frame.shape is not None
+            and frame.area <= max_area
+            and (frame.color, frame.shape) == (analysis.color, analysis.shape)
+            for frame in analysis.frames
+        ]
+    )
     times = np.arange(len(frames))[found]
     centroids = analysis.centroids[found]  # (n, 2)
-    design = np.stack([np.ones_like(times), times], axis=1).astype(float)  # (n, 2)
+    design = np.stack([np.ones(len(times)), times], axis=1)  # (n, 2)
     fit, *_ = np.linalg.lstsq(design, centroids, rcond=None)  # (2, 2)
-    wobble = float(np.sqrt(((centroids - design @ fit) ** 2).sum(axis=1).mean()))
-    return float(np.mean(clear)) * max(0.0, 1 - wobble / max_wobble)
+    wobble = np.sqrt(((centroids - design @ fit) ** 2).sum(axis=1).mean())
+    grain = (np.abs(np.diff(frames, axis=1)).mean() + np.abs(np.diff(frames, axis=2)).mean()) / 2
+    return float(clear / (1 + wobble / wobble_scale) / (1 + grain / grain_scale))
 
 
 def text_matches(frames: np.ndarray, prompt: str) -> int:
@@ -64,7 +74,7 @@ def text_matches(frames: np.ndarray, prompt: str) -> int:
 class ShapesJudge:
     """A rater who judges shapes-world videos with the world's own analysis and errs at a stated rate.
 
-    Which looks better: the video with the higher :func:`steadiness`, "about the same" within ``tie_margin``.
+    Which looks better: the video with the higher :func:`look_score`, "about the same" within ``tie_margin``.
     Which matches the text: the video in which the analysis reads more of the prompt's colour, shape and
     direction (:func:`text_matches`), "about the same" on a tie. Then, for each question on its own, with
     probability ``error_rate`` the answer is replaced by one of the three drawn uniformly (so an answer is
@@ -84,7 +94,7 @@ class ShapesJudge:
         def side(difference: float, margin: float) -> str:
             return "same" if abs(difference) <= margin else "left" if difference > 0 else "right"
 
-        quality = side(steadiness(left_frames) - steadiness(right_frames), self.tie_margin)
+        quality = side(look_score(left_frames) - look_score(right_frames), self.tie_margin)
         text = side(text_matches(left_frames, prompt) - text_matches(right_frames, prompt), 0)
         return tuple(
             rng.choice(SIDES) if rng.random() < self.error_rate else answer for answer in (quality, text)
