@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cascade.pipelines.cascade import CascadePipeline
 from cascade.pipelines.stages import STAGE_NAMES
 from cascade.utils.checks import check_int, check_number
 
@@ -49,6 +50,11 @@ class StageOutput:
     frames: np.ndarray
 
 
+def _check_cascade(cascade) -> None:
+    if not isinstance(cascade, CascadePipeline):
+        raise ValueError(f"`cascade` must be a CascadePipeline, got {type(cascade).__name__}.")
+
+
 def _stage_default(cascade, name: str, argument: str):
     """``argument``'s default for stage ``name``: the cascade's ``stage_defaults``, else the stage's own."""
     return cascade.stage_defaults.get(name, {}).get(argument, cascade.stages[name].call_default(argument))
@@ -56,6 +62,7 @@ def _stage_default(cascade, name: str, argument: str):
 
 def default_settings(cascade) -> dict[str, StageSettings]:
     """Every stage of ``cascade`` with the settings it runs with when a call leaves them out."""
+    _check_cascade(cascade)
     return {
         name: StageSettings(
             _stage_default(cascade, name, "num_inference_steps"),
@@ -67,6 +74,7 @@ def default_settings(cascade) -> dict[str, StageSettings]:
 
 def default_num_frames(cascade) -> int:
     """The number of keyframes ``cascade`` makes when a call leaves it out."""
+    _check_cascade(cascade)
     if STAGE_NAMES[0] not in cascade.stages:
         raise ValueError(f"`cascade` must have a {STAGE_NAMES[0]} stage, it has {list(cascade.stages)}.")
     return _stage_default(cascade, STAGE_NAMES[0], "num_frames")
@@ -77,6 +85,7 @@ def check_request(cascade, request: GenerationRequest) -> None:
     any model runs: the stages (known, in cascade order, starting with keyframes), the prompts, the seed, and
     each stage's steps and guidance (with the messages the stage pipelines' own checks give). The number of
     keyframes is left to the keyframes stage, whose check runs before its model does."""
+    _check_cascade(cascade)
     if not isinstance(request, GenerationRequest):
         raise ValueError(f"`request` must be a GenerationRequest, got {request!r}.")
     if not isinstance(request.prompt, str) or not request.prompt.strip():

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from cascade.data import render_clip, sample_params
+from cascade.data.frame_checks import check_rgb_frames
 from cascade.data.media_io import write_video
 from cascade.eval.shapes_fidelity import ATTRIBUTES, parse_shapes_prompts, shapes_fidelity
 from cascade.utils.atomic import write_atomically
@@ -62,6 +63,9 @@ def _write_png(picture: np.ndarray, path: Path) -> Path:
 def stage_view(name: str, frames: np.ndarray, target: dict | None, seed: int, folder: Path) -> StageView:
     """Writes ``folder/<name>.png`` (the frames ``(F, H, W, 3)`` in [0, 1]) and, for a shapes-world ``target``,
     ``folder/<name>.truth.png`` (the renderer's clip, its path drawn with ``seed``); returns the view."""
+    if not isinstance(folder, Path) or not folder.is_dir():
+        raise ValueError(f"`folder` must be an existing folder (a Path), got {folder!r}.")
+    frames = check_rgb_frames("frames", frames, ndim=4)  # (F, H, W, 3) in [0, 1]
     count, height, width = frames.shape[:3]
     picture = _write_png(frame_grid(frames), folder / f"{name}.png")
     if target is None:
@@ -81,6 +85,8 @@ def _cell(reading: dict, attribute: str) -> str:
 def readings_table(views: list[StageView], target: dict | None) -> str:
     """A markdown table of what the analysis reads in each stage's frames and in the renderer's clip (✓: the
     prompt's value), or a line saying why there is none."""
+    if not isinstance(views, list) or not all(isinstance(view, StageView) for view in views):
+        raise ValueError(f"`views` must be a list of StageView, got {views!r}.")
     if target is None:
         return (
             "*No ground truth: the renderer draws prompts of the form "

@@ -31,10 +31,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
-from cascade.utils.checks import check_choice
+from cascade.utils.checks import check_choice, check_int, check_number
 
 from .media import StudyMedia
-from .store import AnsweredPairError, UnknownPairError, UnknownRaterError, VoteStore, undo_sides
+from .store import (
+    MAX_CHECK_SHARE,
+    AnsweredPairError,
+    UnknownPairError,
+    UnknownRaterError,
+    VoteStore,
+    undo_sides,
+)
 from .study import MODELS, Study
 
 STATUS = {UnknownPairError: 404, UnknownRaterError: 404, AnsweredPairError: 409}
@@ -50,6 +57,12 @@ class VoteBody(BaseModel):
 def create_app(study: Study, store: VoteStore, check_share: float = 0.1, seed: int | None = None) -> FastAPI:
     """The rating app for ``study``, its votes in ``store``; ``check_share`` of the pairs served are attention
     checks; sides, ties and checks are drawn from ``seed`` (``None``: fresh randomness)."""
+    if not isinstance(study, Study):
+        raise ValueError(f"`study` must be a Study, got {study!r}.")
+    if not isinstance(store, VoteStore):
+        raise ValueError(f"`store` must be a VoteStore, got {store!r}.")
+    check_number("check_share", check_share, minimum=0.0, maximum=MAX_CHECK_SHARE)
+    check_int("seed", seed, minimum=0, optional=True)
     study_id = store.register_study(study)
     media = StudyMedia(study)
     rng, rng_lock = random.Random(seed), threading.Lock()
