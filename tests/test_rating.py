@@ -272,6 +272,7 @@ def test_the_report_of_a_synthetic_vote_table_has_the_known_numbers(tmp_path):
     assert checks["raters_failing"] == {"r2": {"checks": 2, "failed": 1}} and checks["answered"] == 3
     table = markdown(report)
     assert "| which looks better | 60% [" in table and "raters who failed one: r2 (1/2)" in table
+    assert "67% [" in table and "(36 vs 18) |" in table  # the left won 36 votes, the right 18
     excluded = build_report(STUDY_ROW, synthetic_votes(), exclude_failed=True)
     assert excluded["excluded_raters"] == ["r2"] and excluded["votes"]["pairs"] == 40
     paths = write_report(tmp_path, report)

@@ -111,14 +111,17 @@ def markdown(report: dict) -> str:
     ]
     if "questions" in report:
         lines += [
-            "| question | A wins | about the same | B wins | votes | agreement (alpha / pairs) | left chosen |",
+            "| question | A wins | about the same | B wins | votes | agreement (alpha / pairs) | left chosen (left vs right) |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for entry in report["questions"].values():
             agreement = entry["agreement"]
             alpha = "n/a" if agreement["alpha"] is None else f"{agreement['alpha']:.2f}"
             pairwise = "n/a" if agreement["pairwise"] is None else f"{agreement['pairwise']:.0%}"
-            left = "n/a" if entry["position"]["left"] is None else _percent(entry["position"]["left"])
+            position = entry["position"]
+            left = "n/a"
+            if position["left"] is not None:
+                left = f"{_percent(position['left'])} ({position['left']['count']} vs {position['right']['count']})"
             lines.append(
                 f"| {entry['question']} | {_percent(entry['A'])} | {_percent(entry['same'])} | {_percent(entry['B'])} "
                 f"| {entry['votes']} | {alpha} / {pairwise} | {left} |"
