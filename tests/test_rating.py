@@ -185,6 +185,10 @@ def test_attention_checks_pair_a_video_with_its_spoiled_copy(study, tmp_path):
             assert vote["quality_choice"] == assignment.left_shown in ("intact", "degraded")
             assert vote["check_model"] in ("A", "B") and vote["check_kind"] in ("shuffled", "noise")
     assert kinds.count("pair") == PROMPTS and 3 <= kinds.count("check") <= 20  # about as many (seeded draw)
+    noise_only = store.add_rater()
+    while (assignment := store.next_assignment(study_id, noise_only, rng, 0.5, ("noise",))) is not None:
+        assert assignment.check_kind in (None, "noise")
+        store.record_vote(study_id, noise_only, assignment.id, "same", "same")
     with pytest.raises(ValueError, match=r"`check_share` must be a number in \[0.0, 0.5\], got 0.9"):
         store.next_assignment(study_id, rater, rng, check_share=0.9)
 
@@ -377,6 +381,7 @@ def test_a_server_killed_mid_vote_keeps_every_recorded_vote_whole(folders, tmp_p
         (["report", "--db", "{tmp}/missing.sqlite"], "--db '{tmp}/missing.sqlite' does not exist"),
         (["report", "--prompts", "{p}"], "--prompts do(es) not apply to cascade rate report"),
         (["{a}", "{a}", "--prompts", "{p}"], "A_DIR and B_DIR are the same folder"),
+        (["{a}", "{b}", "--prompts", "{p}", "--check-kinds", "blur"], "--check-kinds: unknown kind(s) blur"),
     ],
 )
 def test_the_command_answers_bad_input_in_one_line(folders, tmp_path, capsys, args, message):

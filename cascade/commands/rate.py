@@ -1,7 +1,7 @@
 """``cascade rate``: blind pairwise preference studies in the browser, and their report.
 
     cascade rate A_DIR B_DIR --prompts FILE [--db study.sqlite] [--study NAME] [--host 127.0.0.1] [--port N]
-                 [--attention-checks SHARE] [--seed N]
+                 [--attention-checks SHARE] [--check-kinds KIND ...] [--seed N]
     cascade rate report [--db study.sqlite] [--study NAME] [-o DIR] [--exclude-failed] [--resamples N] [--seed N]
 
 The first form serves the rating page for the videos of two models (:mod:`cascade.rating.server`); the second
@@ -15,9 +15,9 @@ from pathlib import Path
 from . import add_command
 
 USAGE = """cascade rate A_DIR B_DIR --prompts FILE [--db FILE] [--study NAME] [--host HOST] [--port N]
-                    [--attention-checks SHARE] [--seed N]
+                    [--attention-checks SHARE] [--check-kinds KIND ...] [--seed N]
        cascade rate report [--db FILE] [--study NAME] [-o DIR] [--exclude-failed] [--resamples N] [--seed N]"""
-SERVE_ONLY = ("prompts", "host", "port", "attention_checks")
+SERVE_ONLY = ("prompts", "host", "port", "attention_checks", "check_kinds")
 REPORT_ONLY = ("output", "exclude_failed", "resamples")
 
 
@@ -58,6 +58,13 @@ def add_parsers(commands) -> None:
         default=None,
         metavar="SHARE",
         help="share of the pairs served that are attention checks, in [0, 0.5] (default 0.1)",
+    )
+    serve.add_argument(
+        "--check-kinds",
+        nargs="+",
+        metavar="KIND",
+        help="how attention checks spoil a video: shuffled (frames out of order), noise (default: both; for a "
+        "model whose frames already jump about, noise alone)",
     )
     report = parser.add_argument_group("cascade rate report")
     report.add_argument(
@@ -113,12 +120,20 @@ def _serve(args: argparse.Namespace) -> None:
         raise ValueError(f"--attention-checks must be in [0, 0.5], got {share}")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed must be an int >= 0, got {args.seed}")
+    from cascade.rating.checks import CHECK_KINDS
+
+    kinds = tuple(args.check_kinds or CHECK_KINDS)
+    unknown = [kind for kind in kinds if kind not in CHECK_KINDS]
+    if unknown:
+        raise ValueError(
+            f"--check-kinds: unknown kind(s) {' '.join(unknown)}; choose from {' '.join(CHECK_KINDS)}"
+        )
     from cascade.rating.server import create_app, serve
     from cascade.rating.store import VoteStore
     from cascade.rating.study import load_study
 
     study = load_study(*args.folders, args.prompts, args.study)
-    app = create_app(study, VoteStore(args.db), share, args.seed)
+    app = create_app(study, VoteStore(args.db), share, args.seed, kinds)
     host = args.host or "127.0.0.1"
     print(
         f"study {study.name!r}: {len(study.items)} prompts, votes in {args.db}; serving on http://{host}:{port}"

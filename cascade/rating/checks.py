@@ -4,7 +4,8 @@ studies screen their raters (Kittur, Chi and Suh 2008, "Crowdsourcing user studi
 
 Two spoilers: ``shuffled`` (the frames in a random order other than their own: the motion breaks apart) and
 ``noise`` (Gaussian noise of standard deviation :data:`NOISE_STD` on every pixel). A rater passes a check when
-they answer that the intact video looks better.
+they answer that the intact video looks better. A shuffled copy of a clip whose frames already jump about
+(a model that has not learned motion) hardly differs from it; for such models use the noise alone.
 """
 
 import numpy as np
@@ -13,6 +14,17 @@ from cascade.utils.checks import check_choice, check_int
 
 CHECK_KINDS = ("shuffled", "noise")
 NOISE_STD = 0.5  # in [0, 1] pixel units: half the range, far beyond any compression or model artefact
+
+
+def check_kinds_argument(name: str, kinds) -> tuple[str, ...]:
+    """``kinds``: a non-empty list or tuple of distinct :data:`CHECK_KINDS`; returned as a tuple."""
+    if not isinstance(kinds, list | tuple) or not kinds or len(set(kinds)) != len(kinds):
+        raise ValueError(
+            f"`{name}` must be a non-empty list of distinct kinds from {list(CHECK_KINDS)}, got {kinds!r}."
+        )
+    for kind in kinds:
+        check_choice(name, kind, CHECK_KINDS)
+    return tuple(kinds)
 
 
 def spoil(frames: np.ndarray, kind: str, seed: int) -> np.ndarray:

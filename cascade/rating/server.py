@@ -33,6 +33,7 @@ from pydantic import BaseModel
 
 from cascade.utils.checks import check_choice, check_int, check_number
 
+from .checks import CHECK_KINDS, check_kinds_argument
 from .media import StudyMedia
 from .store import (
     MAX_CHECK_SHARE,
@@ -54,15 +55,23 @@ class VoteBody(BaseModel):
     text: str
 
 
-def create_app(study: Study, store: VoteStore, check_share: float = 0.1, seed: int | None = None) -> FastAPI:
+def create_app(
+    study: Study,
+    store: VoteStore,
+    check_share: float = 0.1,
+    seed: int | None = None,
+    check_kinds: tuple[str, ...] = CHECK_KINDS,
+) -> FastAPI:
     """The rating app for ``study``, its votes in ``store``; ``check_share`` of the pairs served are attention
-    checks; sides, ties and checks are drawn from ``seed`` (``None``: fresh randomness)."""
+    checks, spoiled by one of ``check_kinds``; sides, ties and checks are drawn from ``seed`` (``None``: fresh
+    randomness)."""
     if not isinstance(study, Study):
         raise ValueError(f"`study` must be a Study, got {study!r}.")
     if not isinstance(store, VoteStore):
         raise ValueError(f"`store` must be a VoteStore, got {store!r}.")
     check_number("check_share", check_share, minimum=0.0, maximum=MAX_CHECK_SHARE)
     check_int("seed", seed, minimum=0, optional=True)
+    check_kinds = check_kinds_argument("check_kinds", check_kinds)
     study_id = store.register_study(study)
     media = StudyMedia(study)
     rng, rng_lock = random.Random(seed), threading.Lock()
@@ -84,7 +93,7 @@ def create_app(study: Study, store: VoteStore, check_share: float = 0.1, seed: i
     @app.get("/api/next")
     def next_pair(rater: str) -> dict:
         with rng_lock:  # one draw at a time keeps a seeded study reproducible for one rater
-            assignment = store.next_assignment(study_id, rater, rng, check_share)
+            assignment = store.next_assignment(study_id, rater, rng, check_share, check_kinds)
         rated, prompts = store.progress(study_id, rater)
         if assignment is None:
             return {"done": True, "rated": rated, "prompts": prompts}

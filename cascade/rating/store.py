@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cascade.utils.checks import check_choice, check_number
 
-from .checks import CHECK_KINDS
+from .checks import CHECK_KINDS, check_kinds_argument
 from .study import MODELS, Study
 
 SIDES = ("left", "right", "same")
@@ -242,13 +242,19 @@ class VoteStore:
         return None if row is None else _assignment(row)
 
     def next_assignment(
-        self, study_id: int, rater: str, rng: random.Random, check_share: float
+        self,
+        study_id: int,
+        rater: str,
+        rng: random.Random,
+        check_share: float,
+        check_kinds: tuple[str, ...] = CHECK_KINDS,
     ) -> Assignment | None:
         """What ``rater`` rates next in study ``study_id``: their open assignment if any; else, with
-        probability ``check_share``, an attention check; else a pair of a prompt they have not rated, one that
+        probability ``check_share``, an attention check (its spoiler drawn from ``check_kinds``); else a pair of a prompt they have not rated, one that
         has been served least so far (ties drawn with ``rng``), its sides drawn with ``rng``. ``None`` when the
         rater has rated every prompt."""
         check_number("check_share", check_share, minimum=0.0, maximum=MAX_CHECK_SHARE)
+        check_kinds = check_kinds_argument("check_kinds", check_kinds)
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM raters WHERE id = ?", (rater,)).fetchone() is None:
                 raise UnknownRaterError(
@@ -285,7 +291,7 @@ class VoteStore:
                     "check",
                     rng.choice(CHECK_SIDES),
                     rng.choice(MODELS),
-                    rng.choice(CHECK_KINDS),
+                    rng.choice(check_kinds),
                 )
             else:
                 fewest = min(row["load"] for row in loads)
