@@ -122,6 +122,10 @@ def test_a_prompt_outside_the_shapes_world_has_no_ground_truth(tiny, tmp_path):
             inputs(stages=["keyframes", "colourise"]),
             "`stages` has ['colourise'], which this model does not have",
         ),
+        (
+            inputs()[:-1],
+            "`values` must be a list of 13 inputs: prompt, negative prompt, seed, keyframes, stages",
+        ),
     ],
 )
 def test_bad_input_gets_the_checks_message_and_leaves_nothing(tiny, tmp_path, values, message):
@@ -184,6 +188,10 @@ def test_the_gradio_app_answers_bad_input_with_the_message(tiny, tmp_path, monke
         list(generate(*inputs(frames=0)))
     with pytest.raises(ValueError, match="must be inside gradio's cache folder"):
         build_app(tiny, cache_folder=tmp_path.parent / "elsewhere")
+    # Two loaded copies: two requests generate at once, at most queue_size wait.
+    app = build_app([tiny, fast_tiny_cascade()], queue_size=5)
+    assert (app._queue.default_concurrency_limit, app._queue.max_size) == (2, 5)
+    assert app.generate_tab.pool.size == 2
 
 
 @pytest.mark.parametrize(

@@ -69,22 +69,27 @@ class GenerateTab:
     def request(self, values: list) -> GenerationRequest:
         """The request from the inputs' values: prompt, negative prompt, seed, keyframes, the stages chosen,
         then each stage's steps and guidance, in cascade order."""
-        prompt, negative, seed, frames, stages, *per_stage = values
-        if len(per_stage) != 2 * len(self.stage_names):
+        if not isinstance(values, list | tuple) or len(values) != 5 + 2 * len(self.stage_names):
             raise ValueError(
-                f"`values` must end in steps and guidance for each of {list(self.stage_names)}, got {per_stage!r}."
+                f"`values` must be a list of {5 + 2 * len(self.stage_names)} inputs: prompt, negative prompt, seed, "
+                f"keyframes, stages, then steps and guidance for each of {list(self.stage_names)}; got {values!r}."
             )
+        prompt, negative, seed, frames, stages, *per_stage = values
         chosen = stages or []
-        settings = {
-            name: StageSettings(_whole(per_stage[2 * index]), per_stage[2 * index + 1])
-            for index, name in enumerate(self.stage_names)
-            if name in chosen
-        }
+        if not isinstance(chosen, list | tuple):
+            raise ValueError(
+                f"`stages` must be a list of stage names from {list(self.stage_names)}, got {stages!r}."
+            )
         unknown = [name for name in chosen if name not in self.stage_names]
         if unknown:
             raise ValueError(
                 f"`stages` has {unknown}, which this model does not have; it has {list(self.stage_names)}."
             )
+        settings = {
+            name: StageSettings(_whole(per_stage[2 * index]), per_stage[2 * index + 1])
+            for index, name in enumerate(self.stage_names)
+            if name in chosen
+        }
         return GenerationRequest(prompt, negative or "", _whole(seed), _whole(frames), settings)
 
     def run(self, values: list, progress: Callable | None = None) -> Iterator[dict[str, object]]:

@@ -148,6 +148,11 @@ def launch(app: gr.Blocks, host: str | None = None, port: int | None = None, blo
     """Serves ``app`` on ``host``:``port`` (``None``: gradio's defaults, ``GRADIO_SERVER_NAME`` /
     ``GRADIO_SERVER_PORT`` or 127.0.0.1:7860); with ``block``, until interrupted, then removes the request
     cache."""
+    if not isinstance(app, gr.Blocks) or not isinstance(getattr(app, "generate_tab", None), GenerateTab):
+        raise ValueError(f"`app` must be an app made by build_app, got {app!r}.")
+    check_int("port", port, minimum=1, maximum=65535, optional=True)
+    if host is not None and (not isinstance(host, str) or not host):
+        raise ValueError(f"`host` must be a non-empty str or None, got {host!r}.")
     try:
         app.launch(
             server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False, quiet=True
