@@ -15,11 +15,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
 from cascade.cli import main
 from cascade.data import ShapesWorld, render_clip
+from cascade.data.media_io import read_video, write_video
 from cascade.rating.checks import spoil
 from cascade.rating.report import build_report, markdown, write_report
 from cascade.rating.server import create_app, serving
@@ -407,6 +409,27 @@ def test_the_report_command_writes_json_markdown_and_chart(study, tmp_path, caps
     assert (tmp_path / "study-report" / "report.png").stat().st_size > 1000
 
 
+def test_several_studies_share_one_database_and_the_report_picks_one(folders, study, tmp_path, capsys):
+    store = VoteStore(tmp_path / "study.sqlite")
+    swapped = load_study(folders[1], folders[0], folders[2])  # the same videos, B as model A
+    assert swapped.name == "b vs a"
+    for chosen, side in ((study, "left"), (swapped, "right")):
+        study_id, rater = store.register_study(chosen), store.add_rater()
+        for _ in range(3):
+            assignment = store.next_assignment(study_id, rater, random.Random(0), 0.0)
+            store.record_vote(study_id, rater, assignment.id, side, side)
+    with pytest.raises(ValueError, match=r"has 2 studies \['a vs b', 'b vs a'\]; choose one with --study"):
+        read_study_votes(store.path)
+    row, votes = read_study_votes(store.path, "b vs a")
+    assert row["a_dir"] == str(folders[1].resolve()) and len(votes) == 3
+    assert {vote["quality_side"] for vote in votes} == {"right"}  # none of the other study's votes
+    output = tmp_path / "b-report"
+    assert main(["rate", "report", "--db", str(store.path), "--study", "b vs a", "-o", str(output)]) == 0
+    assert json.loads((output / "report.json").read_text())["votes"]["pairs"] == 3
+    assert main(["rate", "report", "--db", str(store.path), "--study", "c vs d"]) == 2
+    assert "--study 'c vs d' is not in --db" in capsys.readouterr().err
+
+
 def test_undoing_sides():
     assert [undo_sides(s, "B") for s in ("left", "right", "same")] == ["B", "A", "same"]
     assert undo_sides("right", "intact") == "degraded"
@@ -439,6 +462,22 @@ def test_the_page_never_names_a_model_or_a_file(study, tmp_path):
             "/api/votes", json={"rater": rater, "pair": pair["pair"], "quality": "up", "text": "left"}
         )
         assert bad.status_code == 400 and "`quality` must be one of" in bad.json()["error"]
+
+
+def test_videos_stored_as_npz_reach_the_page_as_mp4(copied, tmp_path):
+    a, b, prompts = copied
+    for path in sorted(b.glob("*.mp4")):  # model B's videos as `cascade eval --format npz` writes them
+        write_video(read_video(path), path.with_suffix(".npz"), fps=8)
+        path.unlink()
+    app = create_app(load_study(a, b, prompts), VoteStore(tmp_path / "votes.sqlite"), check_share=0.0, seed=0)
+    with serving(app, "127.0.0.1", free_port()) as base_url, httpx.Client(base_url=base_url) as client:
+        rater = client.post("/api/raters").json()["rater"]
+        pair = client.get("/api/next", params={"rater": rater}).json()
+        for side in ("left", "right"):
+            response = client.get(pair[side])
+            assert response.headers["content-type"] == "video/mp4"
+            frames = iio.imread(response.content, index=None, extension=".mp4")  # (F, H, W, 3)
+            assert frames.shape == (8, 16, 16, 3)
 
 
 def test_shapes_judges_pass_the_checks_and_prefer_the_right_direction(study, tmp_path):

@@ -132,8 +132,17 @@ def create_app(
     return app
 
 
+def _check_address(app: FastAPI, host: str, port: int) -> None:
+    if not isinstance(app, FastAPI):
+        raise ValueError(f"`app` must be a FastAPI app (create_app's), got {app!r}.")
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"`host` must be a non-empty str, got {host!r}.")
+    check_int("port", port, minimum=1, maximum=65535)
+
+
 def serve(app: FastAPI, host: str, port: int) -> None:
     """Serves ``app`` on ``host``:``port`` until interrupted."""
+    _check_address(app, host, port)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -141,6 +150,7 @@ def serve(app: FastAPI, host: str, port: int) -> None:
 def serving(app: FastAPI, host: str, port: int) -> Iterator[str]:
     """Serves ``app`` on ``host``:``port`` from a thread of this process while the block runs; yields its base
     URL (for simulated raters and tests)."""
+    _check_address(app, host, port)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

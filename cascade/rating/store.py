@@ -227,10 +227,6 @@ class VoteStore:
             db.execute("INSERT INTO raters VALUES (?, ?)", (rater, _now()))
         return rater
 
-    def has_rater(self, rater: str) -> bool:
-        with contextlib.closing(open_database(self.path)) as db:
-            return db.execute("SELECT 1 FROM raters WHERE id = ?", (str(rater),)).fetchone() is not None
-
     def assignment(self, study_id: int, assignment_id: str) -> Assignment | None:
         """The assignment ``assignment_id`` of study ``study_id``, or ``None``."""
         with contextlib.closing(open_database(self.path)) as db:
