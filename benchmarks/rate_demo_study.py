@@ -40,6 +40,7 @@ from cascade.rating.server import create_app, serving
 from cascade.rating.simulated import ShapesJudge, SimulatedRater
 from cascade.rating.store import VoteStore, read_study_votes
 from cascade.rating.study import load_study
+from cascade.utils.atomic import write_atomically
 from cascade.utils.devices import describe_machine
 
 HELD_OUT_SEED = 2000
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     prompts = [world[index].caption for index in range(args.prompts)]
     args.output.mkdir(parents=True)
     prompts_file = args.output / "prompts.txt"
-    prompts_file.write_text("\n".join(prompts) + "\n")
+    write_atomically(prompts_file, lambda partial: partial.write_text("\n".join(prompts) + "\n"))
     seconds = generate({"a": demo, "b": baseline(demo)}, prompts, args.output, args.batch_size)
     print(f"{seconds:.1f} s a video")
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     paths = write_report(args.output / "report", report)
     print(markdown(report))
     if args.docs is not None:
-        shutil.copyfile(paths[2], args.docs / "rate_demo.png")
+        write_atomically(args.docs / "rate_demo.png", lambda partial: shutil.copyfile(paths[2], partial))
         print(f"wrote {args.docs / 'rate_demo.png'}")
     return report
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cascade.utils.atomic import write_atomically
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # No first-run screens, no background traffic (the machine has no internet), no sandbox (CI runs as root).
@@ -78,5 +80,5 @@ def save_screenshot(driver, path: Path) -> Path:
     """The page as a small PNG at ``path``: the screenshot in at most 256 colours (a web page has few)."""
     image = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.quantize(256).save(path, optimize=True)
+    write_atomically(path, lambda partial: image.quantize(256).save(partial, optimize=True))
     return path

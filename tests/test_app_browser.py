@@ -11,6 +11,7 @@ import urllib.request
 import imageio.v3 as iio
 import pytest
 
+from cascade.app.generation import default_num_frames
 from cascade.app.ui import build_app, launch
 from cascade.pipelines.cascade import load_cascade
 from cascade.testing.tiny_models import fast_tiny_cascade
@@ -45,9 +46,8 @@ def test_a_prompt_typed_in_the_browser_becomes_a_playable_video(server, tmp_path
 
     url, app = server
     cascade = app.generate_tab.pool.first
-    frames, size = list(cascade.output_shapes(None).values())[
-        -1
-    ]  # the keyframes count of the model's defaults
+    # The last stage's frame count and size at the model's default keyframes count (what the page starts with).
+    frames, size = list(cascade.output_shapes(default_num_frames(cascade)).values())[-1]
     with chromium() as browser:
         browser.get(url)
         prompt = WebDriverWait(browser, 60).until(
@@ -61,12 +61,8 @@ def test_a_prompt_typed_in_the_browser_becomes_a_playable_video(server, tmp_path
         WebDriverWait(browser, 30).until(
             lambda b: b.execute_script("return arguments[0].readyState", video) >= 1
         )
-        assert browser.execute_script(
-            "return [arguments[0].videoWidth, arguments[0].videoHeight]", video
-        ) == [
-            size,
-            size,
-        ]
+        shown = browser.execute_script("return [arguments[0].videoWidth, arguments[0].videoHeight]", video)
+        assert shown == [size, size]
         with urllib.request.urlopen(video.get_attribute("src")) as response:
             served = iio.imread(response.read(), index=None, extension=".mp4")  # (F, H, W, 3)
         assert served.shape == (frames, size, size, 3)

@@ -8,6 +8,7 @@ import numpy as np
 
 from cascade.data import ShapesWorld, make_caption, render_clip, sample_params
 from cascade.data.media_io import write_video
+from cascade.utils.atomic import write_atomically
 from cascade.utils.checks import check_int
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -35,5 +36,5 @@ def write_study_folders(
             video = render_clip(clip, frames, size, size)  # (F, H, W, 3) in [0, 1]
             write_video((video * 255).round().astype(np.uint8), target / f"{index:05d}.mp4", fps=8)
     prompts_file = folder / "prompts.txt"
-    prompts_file.write_text("\n".join(prompts) + "\n")
+    write_atomically(prompts_file, lambda partial: partial.write_text("\n".join(prompts) + "\n"))
     return a_dir, b_dir, prompts_file
