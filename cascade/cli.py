@@ -9,6 +9,9 @@
     cascade build STAGE|all [--manifest FILE] -o DIR [--local-dir REPO_ID=FOLDER ...] [--push-to-hub REPO]
     cascade train RECIPE.yaml... [--max-steps N] [--stop-after N] [--output-dir DIR] [--no-resume]
     cascade assemble OUTDIR --keyframes DIR [--interpolation DIR] [--spatiotemporal-sr DIR] [--spatial-sr DIR]
+    cascade serve [--model DIR] [--host 127.0.0.1] [--port N] [--concurrency N] [--queue-size N] [--cache-size N]
+    cascade rate A_DIR B_DIR --prompts FILE [--db FILE] [--study NAME] [--host H] [--port N] [--attention-checks S]
+    cascade rate report [--db FILE] [--study NAME] [-o DIR] [--exclude-failed] [--resamples N] [--seed N]
 
 Errors (``ValueError``, ``OSError``) print one line and exit with status 2; nothing half-written is left
 behind. Registering the parsers imports no torch, so ``cascade --help`` is fast.
@@ -18,7 +21,16 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("generate", "edit", "init_tiny", "evaluate", "build", "train")  # in cascade.commands
+COMMAND_MODULES = (
+    "generate",
+    "edit",
+    "init_tiny",
+    "evaluate",
+    "build",
+    "train",
+    "serve",
+    "rate",
+)  # in cascade.commands
 
 
 def parser() -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ LAYERS = {
     "cascade.eval": 3,
     "cascade.hub": 3,
     "cascade.testing": 3,
+    "cascade.app": 3,
+    "cascade.rating": 3,
     "cascade.commands": 4,
     "cascade.cli": 4,
     "cascade.__main__": 4,

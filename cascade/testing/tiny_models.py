@@ -176,3 +176,22 @@ def tiny_cascade_stages(latent: bool = False, seed: int = 0) -> dict:
         ),
         "spatial_sr": SpatialSRPipeline(**{**spatial, **text}, upscale_factor=4),
     }
+
+
+# The tiny cascade's quickest settings: 2 keyframes, one step a stage, no guidance (2 -> 5 frames, 8 -> 128 px).
+FAST_STAGE_DEFAULTS = {
+    "keyframes": {"num_frames": 2, "num_inference_steps": 1, "guidance_scale": 1.0},
+    "interpolation": {"num_inference_steps": 1, "guidance_scale": 1.0},
+    "spatiotemporal_sr": {"num_inference_steps": 1, "guidance_scale": 1.0},
+    "spatial_sr": {"num_inference_steps": 1, "guidance_scale": 1.0},
+}
+
+
+def fast_tiny_cascade(seed: int = 0):
+    """The tiny pixel-space cascade with :data:`FAST_STAGE_DEFAULTS` as its ``stage_defaults`` and its progress
+    bars off: for tests of what runs a whole cascade with the model's own settings (the web app)."""
+    from cascade.pipelines import CascadePipeline
+
+    cascade = CascadePipeline(stage_defaults=FAST_STAGE_DEFAULTS, **tiny_cascade_stages(seed=seed))
+    cascade.set_progress_bar_config(disable=True)
+    return cascade

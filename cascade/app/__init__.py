@@ -1,0 +1,6 @@
+"""The web app of ``cascade serve``: a gradio app that generates with a cascade in the browser and shows every
+stage's frames beside the shapes-world renderer's ground truth.
+
+:mod:`.generation` (settings, checks, the stages run one at a time) and :mod:`.views` (pictures, readings,
+videos) need no gradio; :mod:`.ui` builds the gradio app from them; :mod:`.cache` bounds the files it keeps.
+"""

@@ -1,0 +1,162 @@
+"""The web app of ``cascade serve`` (gradio): a Generate tab for a cascade.
+
+Generate takes a prompt, a negative prompt, a seed, the number of keyframes, which stages to run and each
+stage's steps and guidance (their defaults the model's own), runs the stages one at a time with a progress
+bar, and shows each stage's frames as soon as it finishes, beside the shapes-world renderer's clip of the
+prompt and what the analysis reads in both; then the video, playable and downloadable as mp4 and gif
+(:class:`~cascade.app.generate_tab.GenerateTab` does the work; this module lays out its widgets).
+
+Requests wait in gradio's queue (at most ``queue_size``); as many run at once as there are loaded copies of
+the model. Bad input is answered with the checks' own ``ValueError`` message. Every request's files go to a
+folder of a :class:`~cascade.app.cache.RequestCache` inside gradio's cache folder, so gradio serves them
+without copying them, and only the last ``cache_size`` requests' files are kept.
+"""
+
+from pathlib import Path
+
+import gradio as gr
+
+from cascade.pipelines.cascade import CascadePipeline
+from cascade.utils.checks import check_int
+
+from .cache import RequestCache
+from .generate_tab import GenerateTab, ModelPool
+from .generation import default_num_frames, default_settings
+
+TITLE = "cascade: cascaded text-to-video"
+EXAMPLE_PROMPT = "a red circle moving right"
+MAX_STEPS = 100
+MAX_GUIDANCE = 20.0
+CACHE_NAME = "cascade-requests"  # in gradio's cache folder: a restarted server prunes what the last one left
+
+
+def _cache(app: gr.Blocks, cache_folder: str | Path | None, cache_size: int) -> RequestCache:
+    """The request cache in ``cache_folder`` (default ``CACHE_NAME``), which must be inside ``app``'s gradio
+    cache folder: files there are served as they are, not copied into the cache again."""
+    upload_folder = Path(app.GRADIO_CACHE).resolve()
+    folder = Path(cache_folder or upload_folder / CACHE_NAME).resolve()
+    if not folder.is_relative_to(upload_folder):
+        raise ValueError(
+            f"`cache_folder` must be inside gradio's cache folder {str(upload_folder)!r} (GRADIO_TEMP_DIR), "
+            f"got {str(folder)!r}."
+        )
+    return RequestCache(folder, cache_size)
+
+
+def build_app(
+    models: CascadePipeline | list[CascadePipeline],
+    cache_folder: str | Path | None = None,
+    cache_size: int = 32,
+    queue_size: int = 16,
+    fps: int = 8,
+) -> gr.Blocks:
+    """The gradio app for ``models``: one cascade, or several loaded copies of it (that many requests run at
+    once). Request files go to ``cache_folder`` (default: ``cascade-requests`` in gradio's cache folder,
+    ``GRADIO_TEMP_DIR``; it must be inside it), the last ``cache_size`` requests' kept; at most ``queue_size``
+    requests wait; videos play at ``fps``. ``app.generate_tab`` is the
+    :class:`~cascade.app.generate_tab.GenerateTab` behind the Generate button."""
+    pool = ModelPool(models if isinstance(models, list) else [models])
+    check_int("queue_size", queue_size, minimum=1)
+    cascade = pool.first
+    defaults, frames_default = default_settings(cascade), default_num_frames(cascade)
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
+        tab = GenerateTab(pool, _cache(app, cache_folder, cache_size), fps)
+        gr.Markdown(f"# {TITLE}\nStages: {' → '.join(cascade.stages)}")
+        with gr.Tab("Generate"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPT, elem_id="prompt")
+                    negative = gr.Textbox(label="Negative prompt", elem_id="negative-prompt")
+                    with gr.Row():
+                        seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="seed")
+                        frames = gr.Number(
+                            label="Keyframes",
+                            value=frames_default,
+                            precision=0,
+                            minimum=1,
+                            elem_id="keyframes",
+                        )
+                    stages = gr.CheckboxGroup(
+                        list(cascade.stages), value=list(cascade.stages), label="Stages", elem_id="stages"
+                    )
+                    per_stage = []
+                    with gr.Accordion("Steps and guidance per stage", open=False):
+                        for name, settings in defaults.items():
+                            with gr.Row():
+                                per_stage.append(
+                                    gr.Slider(
+                                        1,
+                                        MAX_STEPS,
+                                        settings.num_inference_steps,
+                                        step=1,
+                                        label=f"{name} steps",
+                                    )
+                                )
+                                per_stage.append(
+                                    gr.Slider(
+                                        0.0,
+                                        MAX_GUIDANCE,
+                                        settings.guidance_scale,
+                                        step=0.5,
+                                        label=f"{name} guidance",
+                                    )
+                                )
+                    button = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Column(scale=2):
+                    outputs = {}
+                    with gr.Row():
+                        outputs["video"] = gr.Video(
+                            label="Video",
+                            autoplay=True,
+                            loop=True,
+                            interactive=False,
+                            height=288,
+                            elem_id="video",
+                        )
+                        outputs["downloads"] = gr.File(
+                            label="Download (mp4, gif)",
+                            file_count="multiple",
+                            interactive=False,
+                            elem_id="downloads",
+                        )
+                    gr.Markdown(
+                        "Each stage's frames as it finishes (left), the renderer's clip of the prompt (right)"
+                    )
+                    for name in cascade.stages:
+                        with gr.Row():
+                            for kind, label in (("stage", name), ("truth", f"{name}: renderer")):
+                                outputs[f"{kind}-{name}"] = gr.Image(
+                                    label=label, type="filepath", interactive=False, elem_id=f"{kind}-{name}"
+                                )
+                    outputs["readings"] = gr.Markdown(elem_id="readings")
+
+        def generate(*values, progress=gr.Progress()):  # noqa: B008 (gradio finds its tracker by this default)
+            try:
+                for shown in tab.run(list(values), progress):
+                    yield {outputs[name]: value for name, value in shown.items()}
+            except ValueError as error:
+                raise gr.Error(str(error), print_exception=False) from None
+
+        inputs = [prompt, negative, seed, frames, stages, *per_stage]
+        gr.on([button.click, prompt.submit], generate, inputs, set(outputs.values()), api_name="generate")
+    app.queue(default_concurrency_limit=pool.size, max_size=queue_size)
+    app.generate_tab = tab
+    return app
+
+
+def launch(app: gr.Blocks, host: str | None = None, port: int | None = None, block: bool = True) -> None:
+    """Serves ``app`` on ``host``:``port`` (``None``: gradio's defaults, ``GRADIO_SERVER_NAME`` /
+    ``GRADIO_SERVER_PORT`` or 127.0.0.1:7860); with ``block``, until interrupted, then removes the request
+    cache."""
+    if not isinstance(app, gr.Blocks) or not isinstance(getattr(app, "generate_tab", None), GenerateTab):
+        raise ValueError(f"`app` must be an app made by build_app, got {app!r}.")
+    check_int("port", port, minimum=1, maximum=65535, optional=True)
+    if host is not None and (not isinstance(host, str) or not host):
+        raise ValueError(f"`host` must be a non-empty str or None, got {host!r}.")
+    try:
+        app.launch(
+            server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False, quiet=True
+        )
+    finally:
+        if block:
+            app.generate_tab.cache.clear()
