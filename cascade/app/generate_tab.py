@@ -48,8 +48,9 @@ class ModelPool:
             self._free.put(model)
 
 
-def _whole(value):
-    """A float that is a whole number as an int (gradio gives numbers as floats), anything else as it is."""
+def whole_as_int(value):
+    """A float that is a whole number as an int (gradio gives numbers as floats), any other value as it is,
+    for the checks after it to accept or name."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
@@ -86,11 +87,11 @@ class GenerateTab:
                 f"`stages` has {unknown}, which this model does not have; it has {list(self.stage_names)}."
             )
         settings = {
-            name: StageSettings(_whole(per_stage[2 * index]), per_stage[2 * index + 1])
+            name: StageSettings(whole_as_int(per_stage[2 * index]), per_stage[2 * index + 1])
             for index, name in enumerate(self.stage_names)
             if name in chosen
         }
-        return GenerationRequest(prompt, negative or "", _whole(seed), _whole(frames), settings)
+        return GenerationRequest(prompt, negative or "", whole_as_int(seed), whole_as_int(frames), settings)
 
     def run(self, values: list, progress: Callable | None = None) -> Iterator[dict[str, object]]:
         """Runs the request the inputs' ``values`` make and yields every output's value (by name): cleared at

@@ -113,8 +113,13 @@ def check_request(cascade, request: GenerationRequest) -> None:
             raise ValueError(f"{name}: {error}") from None
 
 
-def _step_callback(on_step: Callable[[str, int, int], None], name: str) -> Callable:
-    """A ``callback_on_step_end`` that reports ``on_step(name, steps done, steps of the stage)``."""
+def step_callback(on_step: Callable[[str, int, int], None], name: str) -> Callable:
+    """A ``callback_on_step_end`` for stage ``name`` that reports ``on_step(name, steps done, steps of the
+    stage)`` after every denoising step."""
+    if not callable(on_step):
+        raise ValueError(f"`on_step` must be a callable (stage, steps done, steps), got {on_step!r}.")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a non-empty str (a stage's name), got {name!r}.")
 
     def callback(pipeline, step: int, timestep, tensors: dict) -> dict:
         on_step(name, step + 1, pipeline.num_timesteps)
@@ -140,7 +145,7 @@ def run_stages(
         if name == STAGE_NAMES[0]:
             stage_kwargs["num_frames"] = request.num_frames
         if on_step is not None:
-            stage_kwargs["callback_on_step_end"] = _step_callback(on_step, name)
+            stage_kwargs["callback_on_step_end"] = step_callback(on_step, name)
         video = cascade.subset([name])(
             request.prompt,
             negative_prompt=request.negative_prompt or None,

@@ -8,6 +8,9 @@ from the request's seed (:func:`cascade.data.sample_params`): the model may draw
 clip shows what the prompt asks for, not where. The analysis (:func:`cascade.eval.shapes_fidelity
 .shapes_fidelity`) reads colour, shape and direction back from the frames, the renderer's clip included (its
 ceiling at that size).
+
+The Edit tab shows a video's keyframes above the edited keyframes with :func:`write_rows_picture`, and its
+result with :func:`write_videos` like Generate.
 """
 
 from dataclasses import dataclass
@@ -104,6 +107,21 @@ def readings_table(views: list[StageView], target: dict | None) -> str:
             cells = " | ".join(_cell(reading, attribute) for attribute in ATTRIBUTES)
             lines.append(f"| {label} | {count} x {height}x{width} | {cells} |")
     return "\n".join(lines)
+
+
+def write_rows_picture(rows: list, path: Path) -> Path:
+    """Writes ``path`` (PNG): each of ``rows`` (frames ``(F, H, W, 3)``, uint8 or float in [0, 1], all of one
+    shape) as one row of a :func:`~cascade.app.pictures.frame_grid`, so that frame ``k`` of every row lies in
+    column ``k``, one above the other (a video's frames above what became of them)."""
+    if not isinstance(rows, list | tuple) or not rows:
+        raise ValueError(f"`rows` must be a non-empty list of frame arrays (F, H, W, 3), got {rows!r}.")
+    if not isinstance(path, Path) or path.suffix != ".png" or not path.parent.is_dir():
+        raise ValueError(f"`path` must be a .png Path in an existing folder, got {path!r}.")
+    rows = [to_uint8(row) for row in rows]  # each (F, H, W, 3)
+    shapes = sorted({row.shape for row in rows})
+    if len(shapes) > 1:
+        raise ValueError(f"`rows` must all have one shape (F, H, W, 3), got {shapes}.")
+    return _write_png(frame_grid(np.concatenate(rows), columns=len(rows[0])), path)
 
 
 def write_videos(frames: np.ndarray, folder: Path, fps: int, stem: str = "video") -> list[Path]:
