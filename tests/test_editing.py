@@ -13,6 +13,7 @@ from cascade import CascadePipeline, KeyframesPipeline
 from cascade.cli import main
 from cascade.data.video_fit import fit_video, read_video_input
 from cascade.models.attention_injection import self_attention_injection
+from cascade.pipelines.stages import STAGE_NAMES
 from cascade.testing.tiny_models import (
     tiny_cascade_stages,
     tiny_interpolation_components,
@@ -217,8 +218,10 @@ def test_a_single_frame_is_no_video_to_edit():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
+    """A saved tiny cascade whose later stages take one step (``cascade edit`` sets only the edit's steps)."""
     folder = tmp_path_factory.mktemp("models") / "tiny"
-    assert main(["init-tiny", str(folder)]) == 0
+    fast = {name: {"num_inference_steps": 1} for name in STAGE_NAMES[1:]}
+    CascadePipeline(**tiny_cascade_stages(), stage_defaults=fast).save_pretrained(folder)
     return folder
 
 
