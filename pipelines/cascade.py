@@ -36,6 +36,13 @@ EDIT_SETTINGS = {"method", "num_inference_steps", "guidance_scale", "attention_i
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
 
 
+def _check_cascade_output_type(output_type: str) -> None:
+    """A cascade's final frames are pixels: ``np``, ``pt`` or ``pil``."""
+    if output_type == "latent":
+        raise ValueError("`output_type` must be one of ['np', 'pt', 'pil'] for a cascade, got 'latent'.")
+    check_output_type(output_type)
+
+
 @dataclass
 class CascadePipelineOutput(BaseOutput):
     """``frames`` of the last stage, in the requested ``output_type``; ``stage_frames`` maps each stage to its
@@ -287,9 +294,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         stage_kwargs = {
             name: {**self.stage_defaults.get(name, {}), **stage_kwargs.get(name, {})} for name in self.stages
         }
-        if output_type == "latent":
-            raise ValueError("`output_type` must be one of ['np', 'pt', 'pil'] for a cascade, got 'latent'.")
-        check_output_type(output_type)
+        _check_cascade_output_type(output_type)
         first = next(iter(self.stages))
         if self.needs_video != (video is not None):
             raise ValueError(
@@ -320,10 +325,8 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             if return_stage_outputs:
                 stage_frames[name] = result
         frames = video
-        if return_stage_outputs and output_type != "pt":
-            frames = self.stages[names[-1]].video_processor.postprocess_video(
-                frames.permute(0, 2, 1, 3, 4) * 2 - 1, output_type
-            )
+        if return_stage_outputs:
+            frames = self._postprocess(names[-1], frames, output_type)
         if not return_dict:
             return (frames, stage_frames or None)
         return CascadePipelineOutput(frames=frames, stage_frames=stage_frames or None)
@@ -366,9 +369,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             raise ValueError(f"`edit_settings` has {unknown}; allowed: {sorted(EDIT_SETTINGS)}.")
         stage_kwargs = self._check_stage_kwargs("stage_kwargs", dict(stage_kwargs or {}))
         check_optional_int("seed", seed)
-        if output_type == "latent":
-            raise ValueError("`output_type` must be one of ['np', 'pt', 'pil'] for a cascade, got 'latent'.")
-        check_output_type(output_type)
+        _check_cascade_output_type(output_type)
         keyframes = self.stages[STAGE_NAMES[0]]
         num_frames = num_frames or self.stage_defaults.get(STAGE_NAMES[0], {}).get("num_frames", 8)
         clips = fit_videos(video, num_frames, keyframes.default_size)  # (B, F, S, S, 3)
@@ -378,9 +379,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         ).frames  # (B, F, 3, S, S)
         later = [name for name in self.stages if name != STAGE_NAMES[0]]
         if not later:
-            frames = keyframes.video_processor.postprocess_video(
-                edited.permute(0, 2, 1, 3, 4) * 2 - 1, output_type
-            )
+            frames = self._postprocess(STAGE_NAMES[0], edited, output_type)
             stage_frames = {STAGE_NAMES[0]: edited} if return_stage_outputs else None
             return CascadePipelineOutput(frames, stage_frames) if return_dict else (frames, stage_frames)
         seeds = {name: {"seed": seed + index} for index, name in enumerate(self.stages) if seed is not None}
@@ -397,6 +396,14 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             CascadePipelineOutput(result.frames, stage_frames)
             if return_dict
             else (result.frames, stage_frames)
+        )
+
+    def _postprocess(self, name: str, frames: torch.Tensor, output_type: str):
+        """Stage ``name``'s ``pt`` frames ``(B, F, 3, H, W)`` in [0, 1] as ``output_type``."""
+        if output_type == "pt":
+            return frames
+        return self.stages[name].video_processor.postprocess_video(
+            frames.permute(0, 2, 1, 3, 4) * 2 - 1, output_type
         )
 
     def _encode_prompt(self, prompt, negative_prompt) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
