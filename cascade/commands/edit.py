@@ -23,7 +23,7 @@ def add_parsers(commands) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, help="output file, .mp4 or .gif")
     parser.add_argument("--prompt", required=True, help="what the edited video shows")
     parser.add_argument("--source-prompt", default="", help="what the input video shows (default: empty)")
-    parser.add_argument("--model", type=Path, default=None, help=DEMO_MODEL_HELP)
+    parser.add_argument("--model", default=None, metavar="DIR|REPO_ID", help=DEMO_MODEL_HELP)
     parser.add_argument(
         "--method",
         choices=METHODS,

@@ -18,7 +18,7 @@ def add_parsers(commands) -> None:
     parser = add_command(commands, "generate", run, "generate a video from a prompt", description)
     parser.add_argument("prompt", help="what the video shows")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output file, .mp4 or .gif")
-    parser.add_argument("--model", type=Path, default=None, help=DEMO_MODEL_HELP)
+    parser.add_argument("--model", default=None, metavar="DIR|REPO_ID", help=DEMO_MODEL_HELP)
     add_generation_flags(parser, "--frames", steps=None, seed_help="random seed (default 0)")
     parser.add_argument("--fps", type=int, default=8, help="frames per second of the file (default 8)")
     parser.add_argument(
