@@ -255,9 +255,12 @@ class StageTrainer:
 
     def encode_captions(self, captions: list[str]) -> torch.Tensor:
         """CLIP text embeddings ``(B, L, D)`` of ``captions``, padded to the tokenizer's length; with
-        gradients when the text encoder trains."""
+        gradients when the text encoder trains. Without the prompt warnings of generation: a dataset's
+        captions would give one for each caption with a word the vocabulary lacks or too many tokens."""
         with torch.set_grad_enabled(self.config.train_text_encoder):
-            return encode_text(self.tokenizer, self.text_encoder, captions, self.accelerator.device)
+            return encode_text(
+                self.tokenizer, self.text_encoder, captions, self.accelerator.device, warn=False
+            )
 
     def loss(self, batch: dict) -> torch.Tensor:
         """The denoising loss of one micro-batch: MSE between the UNet's output and the target."""
