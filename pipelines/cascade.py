@@ -22,7 +22,7 @@ from diffusers.utils import BaseOutput
 from cascade.utils.atomic import write_folder_atomically
 from cascade.utils.checks import check_optional_int
 
-from .hub_loading import MODEL_INDEX, CodeFilesMixin, local_folder
+from .hub_loading import MODEL_INDEX, WEIGHT_HASHES, CodeFilesMixin, local_folder
 from .inputs import check_output_type, fit_videos
 from .interpolation import InterpolationPipeline
 from .keyframes import KeyframesPipeline
@@ -242,8 +242,13 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         encoders are byte-identical on disk share one loaded encoder, so the prompt is encoded once for them.
         ``kwargs`` go to each stage's ``from_pretrained``, Hub ones (``revision``, ``cache_dir``, ``token``,
         ``force_download``, ``local_files_only``) to the download; weights load from safetensors only unless
-        ``use_safetensors=False``."""
-        folder = local_folder(pretrained_path, INDEX_FILE, _saved_stage_files, kwargs)
+        ``use_safetensors=False``. The weight files are checked against the sha256 recorded when the cascade
+        was saved (its ``weights_sha256.json`` covers every stage's, else each stage's own) unless
+        ``verify_weights=False``; a file that differs raises
+        :class:`~cascade.pipelines.hub_loading.WeightsChangedError` naming it."""
+        verify = kwargs.get("verify_weights", True)
+        folder = local_folder(pretrained_path, INDEX_FILE, _saved_stage_files, kwargs)  # checks the hashes
+        kwargs["verify_weights"] = verify is True and not (folder / WEIGHT_HASHES).is_file()  # not twice
         index_path = folder / INDEX_FILE
         if not index_path.is_file():
             raise ValueError(f"`pretrained_path` {str(folder)!r} has no {INDEX_FILE}; is it a saved cascade?")
@@ -422,7 +427,7 @@ def _saved_stage_files(index: dict) -> list[str]:
     """Patterns of the files a saved cascade with ``cascade_index.json`` holding ``index`` loads from."""
     stages = index.get("stages")
     names = stages if isinstance(stages, list) else []
-    return [INDEX_FILE, *(f"{name}/*" for name in names if isinstance(name, str))]
+    return [INDEX_FILE, WEIGHT_HASHES, *(f"{name}/*" for name in names if isinstance(name, str))]
 
 
 def _text_encoder_fingerprint(stage_folder: Path) -> str:

@@ -21,11 +21,20 @@ diffusers itself, offline, cannot load a repo id whose cached file listing (``tr
 ``snapshot_download`` writes) holds the pipeline's code file: ``get_cached_module_file``
 (``diffusers/utils/dynamic_modules_utils.py``) asks the Hub for the commit with no offline check. Our classes'
 ``from_pretrained``, or diffusers given the snapshot folder, load it.
+
+A saved stage or cascade records the sha256 of each of its weight files in ``weights_sha256.json`` (beside
+``model_index.json``; a cascade's covers its stages' files too), and :func:`local_folder` checks them before
+anything loads: a file that differs (bytes flipped inside the tensor data load without any other error) raises
+:class:`WeightsChangedError` naming it, unless ``verify_weights=False``. A folder without the file loads
+unchecked, as before.
 """
 
+import hashlib
 import importlib
 import json
 import os
+import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,16 +43,28 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
 from cascade.utils.atomic import write_atomically
+from cascade.utils.checks import check_bool
 
 MODEL_INDEX = "model_index.json"
 PIPELINES_MODULE = "cascade.pipelines"  # the public module the pipeline code files import from
 PACKAGE = "cascade"  # components whose classes live in this package get a code file
 HUB_KWARGS = ("cache_dir", "force_download", "token", "revision")  # passed on to huggingface_hub
 PICKLED_WEIGHTS = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.pkl"]  # not downloaded unless use_safetensors=False
+WEIGHT_FILES = ["*.safetensors", *PICKLED_WEIGHTS]  # the files whose sha256 a saved folder records
+WEIGHT_HASHES = "weights_sha256.json"  # relative path of each weight file -> its sha256, beside the index
+SKIP_VERIFICATION = "pass `verify_weights=False` to `from_pretrained` or `load_cascade` to load it unchecked"
 
 
 class ModelNotCachedError(OSError):
     """A Hub repo that is not in the Hugging Face cache, while downloads are off or the Hub is out of reach."""
+
+
+class WeightsChangedError(OSError):
+    """A saved folder whose weight files are not the ones it was saved with (see :func:`check_weight_hashes`)."""
+
+
+class UnrecordedWeightsWarning(UserWarning):
+    """Weight files in a saved folder that its ``weights_sha256.json`` does not record: they load unchecked."""
 
 
 class CodeFilesMixin:
@@ -58,10 +79,12 @@ class CodeFilesMixin:
         return json.dumps(index, indent=2, sort_keys=True) + "\n"
 
     def save_config(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> None:
-        """Writes the code files (each atomically), then ``model_index.json``: ``save_pretrained`` calls this
-        after saving the components and before pushing to the Hub, so a pushed folder loads with
-        ``DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)``."""
+        """Writes the code files and the weight files' hashes (:func:`write_weight_hashes`), each atomically,
+        then ``model_index.json``: ``save_pretrained`` calls this after saving the components and before
+        pushing to the Hub, so a pushed folder loads with ``DiffusionPipeline.from_pretrained(repo,
+        trust_remote_code=True)`` and with its hashes."""
         write_code_files(save_directory, json.loads(self.to_json_string()))
+        write_weight_hashes(save_directory)
         super().save_config(save_directory, push_to_hub=push_to_hub, **kwargs)
 
 
@@ -137,7 +160,7 @@ def stage_files(index: dict) -> list[str]:
     """Patterns of the files a stage folder with ``model_index.json`` holding ``index`` loads from."""
     entry = index.get("_class_name")
     code = [f"{entry[0]}.py"] if _string_pair(entry) else []
-    return [MODEL_INDEX, *code, *(f"{component}/*" for component in _component_entries(index))]
+    return [MODEL_INDEX, WEIGHT_HASHES, *code, *(f"{component}/*" for component in _component_entries(index))]
 
 
 def local_folder(
@@ -145,12 +168,25 @@ def local_folder(
 ) -> Path:
     """``name_or_path`` as a folder on disk: itself when it is a folder, else the snapshot of the Hub repo of
     that id in the Hugging Face cache, downloaded first unless offline (``HF_HUB_OFFLINE=1`` or
-    ``local_files_only=True``).
+    ``local_files_only=True``). Its weight files are then checked against the hashes it was saved with
+    (:func:`check_weight_hashes`) unless ``kwargs["verify_weights"]`` is ``False``.
 
     From a repo, the index file ``index_name`` comes first, then the files matching ``files(index)``, less
     pickled weights unless ``kwargs["use_safetensors"] is False``. The Hub keyword arguments (``cache_dir``,
-    ``force_download``, ``token``, ``revision``, ``local_files_only``) are taken out of ``kwargs``.
+    ``force_download``, ``token``, ``revision``, ``local_files_only``) and ``verify_weights`` are taken out of
+    ``kwargs``.
     """
+    verify = check_bool("verify_weights", kwargs.pop("verify_weights", True))
+    folder = _resolve_folder(name_or_path, index_name, files, kwargs)
+    if verify:
+        check_weight_hashes(folder)
+    return folder
+
+
+def _resolve_folder(
+    name_or_path: str | os.PathLike, index_name: str, files: Callable[[dict], list[str]], kwargs: dict
+) -> Path:
+    """:func:`local_folder` without the check of the weights."""
     hub = {name: kwargs.pop(name) for name in HUB_KWARGS if name in kwargs}
     hub["local_files_only"] = bool(kwargs.pop("local_files_only", False)) or constants.HF_HUB_OFFLINE
     if os.path.isdir(name_or_path):
@@ -178,6 +214,97 @@ def local_folder(
             f"Hub repo {repo_id!r} is not (fully) in the Hugging Face cache {str(cache)!r} and {why}. Run this "
             f"once online, or download it with `hf download {repo_id}`, then load it again."
         ) from error
+
+
+def weight_files(folder: str | os.PathLike) -> list[str]:
+    """The weight files (:data:`WEIGHT_FILES`) under ``folder``, at any depth, relative to it and sorted;
+    hidden files and folders (a partial write's, a download's cache) left out."""
+    folder = Path(folder)
+    found = {
+        path.relative_to(folder).as_posix()
+        for pattern in WEIGHT_FILES
+        for path in folder.rglob(pattern)
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    }
+    return sorted(found)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of the file at ``path``, in hex, read in chunks."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def write_weight_hashes(folder: str | os.PathLike) -> dict[str, str]:
+    """Writes ``folder/weights_sha256.json`` (atomically): the sha256 of each of its :func:`weight_files`.
+    Returns the hashes. The weight files themselves are left as they are."""
+    folder = Path(folder)
+    hashes = {relative: file_sha256(folder / relative) for relative in weight_files(folder)}
+    text = json.dumps(hashes, indent=2, sort_keys=True) + "\n"
+    write_atomically(folder / WEIGHT_HASHES, lambda partial: partial.write_text(text))
+    return hashes
+
+
+def check_weight_hashes(folder: str | os.PathLike) -> bool:
+    """Checks the weight files of ``folder`` against its ``weights_sha256.json``: each recorded file that is
+    there must match its sha256, else :class:`WeightsChangedError` names it. A recorded file that is not
+    there is left to the loader (a download leaves pickled weights out unless ``use_safetensors=False``; a
+    file it needs, it reports missing); weight files added after saving get a :class:`UnrecordedWeightsWarning`,
+    as they load unchecked. Returns whether ``folder`` holds the hashes (``False``: nothing to check, as for a
+    folder saved before they were recorded)."""
+    folder = Path(folder)
+    record = folder / WEIGHT_HASHES
+    if not record.is_file():
+        return False
+    hashes = _read_weight_hashes(record)
+    unrecorded = [relative for relative in weight_files(folder) if relative not in hashes]
+    if unrecorded:
+        warnings.warn(
+            f"{str(record)!r} records no sha256 for the weight file(s) {', '.join(map(repr, unrecorded))} of "
+            f"{str(folder)!r}, added after saving: they load unchecked. Save the model again to record them.",
+            UnrecordedWeightsWarning,
+            stacklevel=2,
+        )
+    for relative, expected in sorted(hashes.items()):
+        path = folder / relative
+        if not path.is_file():
+            continue
+        actual = file_sha256(path)
+        if actual != expected:
+            raise WeightsChangedError(
+                f"Weight file {str(path)!r} is not the one saved: its sha256 is {actual}, {str(record)!r} "
+                f"records {expected}. The file is damaged or was changed after saving; download or save the "
+                f"model again, or {SKIP_VERIFICATION}."
+            )
+    return True
+
+
+def _read_weight_hashes(record: Path) -> dict[str, str]:
+    """The relative path -> sha256 mapping of a ``weights_sha256.json``, checked."""
+    try:
+        hashes = json.loads(record.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsChangedError(
+            f"{str(record)!r} is not valid JSON ({error}); {SKIP_VERIFICATION}."
+        ) from None
+    if not isinstance(hashes, dict) or not all(
+        isinstance(relative, str)
+        and _is_inside(relative)
+        and isinstance(digest, str)
+        and re.fullmatch(r"[0-9a-f]{64}", digest)
+        for relative, digest in hashes.items()
+    ):
+        raise WeightsChangedError(
+            f"{str(record)!r} must map relative file paths inside its folder to sha256 hex digests; "
+            f"{SKIP_VERIFICATION}."
+        )
+    return hashes
+
+
+def _is_inside(relative: str) -> bool:
+    """Whether ``relative`` is a relative path that stays inside its folder."""
+    path = Path(relative)
+    return bool(relative) and not path.is_absolute() and ".." not in path.parts
 
 
 def _indexed_pipeline_class(index: dict) -> type | None:
