@@ -19,7 +19,9 @@ The recipe follows the literature the cascade is built on:
 Runs are resumable bit for bit: checkpoints (written atomically) hold the model, optimizer, learning
 rate schedule, EMA, every process's RNG states and the position in the data streams, and the data order
 is a function of ``(seed, epoch)`` only, so a run stopped and resumed reaches the same weights as one
-that never stopped.
+that never stopped. So is the loss log (``loss.csv``): a run that starts or resumes first cuts it back to
+the step it starts from (:func:`cut_loss_log`), so rows a stopped run logged after its last checkpoint, or
+before any, are not kept twice.
 """
 
 import copy
@@ -58,6 +60,7 @@ from .targets import training_target
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINING_STATE = "training_state.json"
 LOSS_LOG = "loss.csv"
+LOSS_LOG_HEADER = ["step", "loss", "lr"]
 
 
 def timestep_weights(levels: int, config: TrainingConfig) -> torch.Tensor:  # (levels,)
@@ -106,6 +109,44 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     """The complete checkpoint of ``output_dir`` with the most steps, or ``None``."""
     found = _checkpoints(Path(output_dir, "checkpoints"))
     return found[-1] if found else None
+
+
+def cut_loss_log(path: str | os.PathLike, step: int) -> None:
+    """Cuts the loss log at ``path`` back to its rows up to ``step``: removed at step 0 (a run starting
+    afresh), else rewritten atomically, so a process killed at any moment leaves the old log or the new one.
+    A last line without its line end (a run killed while appending it) and any row that does not parse
+    are dropped with the rows past ``step``."""
+    path = Path(path)
+    check_optional_int("step", step, minimum=0)
+    if step == 0:
+        path.unlink(missing_ok=True)
+        return
+    if not path.is_file():
+        return
+    with path.open(newline="") as file:
+        text = file.read()
+    complete = text[: text.rfind("\n") + 1]  # "" when no line is complete
+    rows = list(csv.reader(complete.splitlines()))
+    kept = [row for row in rows[1:] if (logged := _logged_step(row)) is not None and logged <= step]
+    if rows and rows[0] == LOSS_LOG_HEADER and kept == rows[1:] and complete == text:
+        return  # nothing to cut
+
+    def write(partial: Path) -> None:
+        with partial.open("w", newline="") as file:
+            csv.writer(file).writerows([LOSS_LOG_HEADER, *kept])
+
+    write_atomically(path, write)
+
+
+def _logged_step(row: list[str]) -> int | None:
+    """The step of a loss log row ``[step, loss, lr]``, or ``None`` when the row does not parse."""
+    if len(row) != len(LOSS_LOG_HEADER) or not row[0].isdigit():
+        return None
+    try:
+        float(row[1]), float(row[2])
+    except ValueError:
+        return None
+    return int(row[0])
 
 
 def _checkpoints(folder: Path) -> list[Path]:
@@ -351,6 +392,9 @@ class StageTrainer:
             self._load(checkpoint)
         else:
             set_seed(config.seed, device_specific=True)  # noise, timesteps, caption dropout; per process
+        if self.accelerator.is_main_process:
+            # Rows a stopped run logged after its last checkpoint (or before any) will be logged again.
+            cut_loss_log(self.loss_log, self.step)
         progress = tqdm(
             total=end,
             initial=self.step,
@@ -414,7 +458,7 @@ class StageTrainer:
         with self.loss_log.open("a", newline="") as file:
             writer = csv.writer(file)
             if new:
-                writer.writerow(["step", "loss", "lr"])
+                writer.writerow(LOSS_LOG_HEADER)
             writer.writerow([self.step, f"{loss:.8g}", f"{self.lr_scheduler.get_last_lr()[0]:.8g}"])
 
     def save_checkpoint(self) -> Path:
@@ -458,14 +502,3 @@ class StageTrainer:
             )
         self.accelerator.load_state(str(checkpoint))
         self.step, self.micro_batches = state["step"], state["micro_batches"]
-        if self.accelerator.is_main_process and self.loss_log.exists():
-            # Drop rows a stopped run logged after its last checkpoint: they will be logged again.
-            with self.loss_log.open(newline="") as file:
-                rows = list(csv.reader(file))
-            kept = [rows[0]] + [row for row in rows[1:] if int(row[0]) <= self.step]
-
-            def write(path: Path) -> None:
-                with path.open("w", newline="") as file:
-                    csv.writer(file).writerows(kept)
-
-            write_atomically(self.loss_log, write)
