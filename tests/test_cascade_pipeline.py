@@ -115,6 +115,7 @@ def test_save_and_load_round_trip_gives_the_same_frames_and_shares_the_encoder(s
         "keyframes",
         "model_index.json",
         "spatiotemporal_sr",
+        "weights_sha256.json",  # every weight file's sha256, checked on load
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
     loaded = CascadePipeline.from_pretrained(tmp_path / "model")
