@@ -1,6 +1,6 @@
 """``cascade eval``: generate a video per prompt (or read existing ones), score them, write a report.
 
-    cascade eval --prompts FILE (--model DIR | --videos DIR) -o OUTDIR [--metrics NAME ...]
+    cascade eval --prompts FILE (--model DIR|REPO_ID | --videos DIR) -o OUTDIR [--metrics NAME ...]
                  [--num-frames N] [--steps N] [--seed N] [--reference-videos DIR] [--shapes-stages N] ...
 
 Generated videos go to ``OUTDIR/videos/`` under names that encode what decides them
@@ -24,7 +24,7 @@ from cascade.eval.video_files import WRITE_FORMATS
 from cascade.pipelines.stages import CONDITIONING_STAGES
 
 from . import add_command
-from .generation import add_generation_flags, check_generation_flags
+from .generation import MODEL_HELP, add_generation_flags, check_generation_flags
 
 FVD_PROTOCOLS = ("original", "stylegan-v")
 
@@ -49,12 +49,7 @@ def add_parsers(commands) -> None:
         f"video column (the MSR-VTT layout; columns detected: {', '.join(CAPTION_COLUMNS)} / "
         f"{', '.join(VIDEO_COLUMNS)})",
     )
-    parser.add_argument(
-        "--model",
-        type=Path,
-        metavar="DIR",
-        help="a saved cascade or keyframes pipeline folder to generate with",
-    )
+    parser.add_argument("--model", metavar="DIR|REPO_ID", help=f"{MODEL_HELP}, to generate with")
     parser.add_argument(
         "--videos",
         type=Path,
@@ -143,7 +138,9 @@ def _process_state():
 def _check_args(args: argparse.Namespace) -> None:
     """Raises ``ValueError`` naming the flag for any argument that cannot work."""
     if (args.model is None) == (args.videos is None):
-        raise ValueError("give exactly one of --model DIR (generate the videos) or --videos DIR (score them)")
+        raise ValueError(
+            "give exactly one of --model DIR|REPO_ID (generate the videos) or --videos DIR (score them)"
+        )
     unknown = [name for name in args.metrics or [] if name not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {' '.join(unknown)}; choose from {', '.join(METRICS)}")
@@ -152,7 +149,7 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.shapes_stages <= 0:
             raise ValueError(f"--shapes-stages must be a positive int, got {args.shapes_stages}")
         if args.model is None:
-            raise ValueError("--shapes-stages scores the stages of a model: give --model DIR")
+            raise ValueError("--shapes-stages scores the stages of a model: give --model DIR|REPO_ID")
         if args.stages and not set(CONDITIONING_STAGES) & set(args.stages):
             raise ValueError(
                 f"--shapes-stages needs a conditioning stage ({', '.join(CONDITIONING_STAGES)}) in --stages"
@@ -200,13 +197,14 @@ def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple
     from cascade.data.media_io import write_video
     from cascade.eval.video_files import video_name
 
-    from .generation import stage_settings
+    from .generation import model_folder, stage_settings
 
+    model = model_folder(args.model)  # a Hub repo id: its snapshot, whose path names the commit
     folder = args.output / "videos"
     folder.mkdir(parents=True, exist_ok=True)
     common = {
-        "model": str(args.model.resolve()),
-        "weights": _weights_signature(args.model),
+        "model": str(model.resolve()),
+        "weights": _weights_signature(model),
         "stages": args.stages,
         "num_frames": args.num_frames,
         "steps": args.steps,

@@ -1,11 +1,18 @@
-"""What ``cascade generate`` and ``cascade eval`` share: the flags that drive generation, their checks, and the
-per-stage settings they make. Importing this module does not import torch."""
+"""What ``cascade generate``, ``edit``, ``eval`` and ``serve`` share: the flags that drive generation, their
+checks, the model ``--model`` names (a folder or a Hub repo id) and the per-stage settings they make. Importing
+this module does not import torch."""
 
 import argparse
+import os
+from pathlib import Path
 
 from cascade.pipelines.stages import STAGE_NAMES
 
-DEMO_MODEL_HELP = "a saved cascade or keyframes pipeline folder (default: the demo cascade)"
+MODEL_HELP = (
+    "a saved cascade or keyframes pipeline: a folder, or a Hugging Face Hub repo id (owner/name), downloaded "
+    "into the Hugging Face cache, or read from it alone with HF_HUB_OFFLINE=1"
+)
+DEMO_MODEL_HELP = f"{MODEL_HELP} (default: the demo cascade)"
 
 
 def add_generation_flags(
@@ -54,10 +61,47 @@ def check_generation_flags(stages: list[str] | None, seed: int, **positive: int)
         raise ValueError(f"generating from a prompt needs the {STAGE_NAMES[0]} stage in --stages")
 
 
-def load_generator(model, stages: list[str] | None):
-    """The cascade saved at ``model`` (a folder, or the demo cascade when ``None``), limited to ``stages``
-    (``None``: all of them), without loading bars; ``ValueError`` if it lacks one of them or cannot start
-    from a prompt."""
+def model_folder(model: str | os.PathLike) -> Path:
+    """The folder of ``--model``: ``model`` itself when it is a path on disk or cannot be a Hub repo id, else
+    the snapshot of the Hub repo ``model`` in the Hugging Face cache (a saved cascade, else a saved keyframes
+    pipeline), downloaded first unless ``HF_HUB_OFFLINE=1``. ``ValueError`` naming the repo when it is not
+    cached offline, or cannot be read from the Hub."""
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from cascade.pipelines.cascade import INDEX_FILE, _saved_stage_files
+    from cascade.pipelines.hub_loading import MODEL_INDEX, ModelNotCachedError, local_folder, stage_files
+
+    if os.path.exists(model):
+        return Path(model)
+    try:
+        validate_repo_id(str(model))
+    except HFValidationError:
+        return Path(model)  # not a repo id: a folder that does not exist, which the loader reports
+    errors = []
+    for index_name, files in ((INDEX_FILE, _saved_stage_files), (MODEL_INDEX, stage_files)):
+        try:
+            return local_folder(str(model), index_name, files, {})
+        except (ModelNotCachedError, EntryNotFoundError) as error:  # not in the cache, or not in the repo
+            errors.append(error)
+        except HfHubHTTPError as error:  # no such repo, gated, private, the Hub down
+            why = " ".join(str(error).split())
+            raise ValueError(
+                f"--model {str(model)!r} is not a folder, nor a Hub repo that can be read: {why}"
+            ) from None
+    not_cached = [error for error in errors if isinstance(error, ModelNotCachedError)]
+    if not_cached:
+        raise ValueError(f"--model {str(model)!r} is not a folder; {not_cached[0]}")
+    raise ValueError(
+        f"--model {str(model)!r} is not a folder, and Hub repo {str(model)!r} holds neither {INDEX_FILE} nor "
+        f"{MODEL_INDEX}: it is not a saved cascade or pipeline"
+    )
+
+
+def load_generator(model: str | os.PathLike | None, stages: list[str] | None):
+    """The cascade saved at ``model`` (a folder or a Hub repo id, see :func:`model_folder`; the demo cascade
+    when ``None``), limited to ``stages`` (``None``: all of them), without loading bars; ``ValueError`` if it
+    cannot be found, lacks one of the stages or cannot start from a prompt."""
     import diffusers
     import transformers
 
@@ -66,9 +110,12 @@ def load_generator(model, stages: list[str] | None):
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     if model is None and not DEMO_MODEL.is_dir():
-        raise ValueError(f"the default model is not installed at {str(DEMO_MODEL)!r}; pass --model DIR")
+        raise ValueError(
+            f"the default model is not installed at {str(DEMO_MODEL)!r}; pass --model DIR|REPO_ID"
+        )
+    folder = DEMO_MODEL if model is None else model_folder(model)
     try:
-        cascade = load_cascade(DEMO_MODEL if model is None else model)
+        cascade = load_cascade(folder)
     except ValueError as error:
         raise ValueError(f"--model: {error}") from None
     cascade = cascade.subset(stages) if stages else cascade

@@ -1,6 +1,6 @@
 """``cascade serve``: the web app (gradio) for a cascade, by default the demo cascade.
 
-    cascade serve [--model DIR] [--host 127.0.0.1] [--port 7860] [--concurrency N] [--queue-size N]
+    cascade serve [--model DIR|REPO_ID] [--host 127.0.0.1] [--port 7860] [--concurrency N] [--queue-size N]
                   [--cache-size N]
 
 Needs the ``app`` extra (``pip install -e ".[app]"``). Runs until interrupted; the request cache it kept is
@@ -8,7 +8,6 @@ removed when it stops.
 """
 
 import argparse
-from pathlib import Path
 
 from . import add_command
 from .generation import DEMO_MODEL_HELP
@@ -21,7 +20,7 @@ def add_parsers(commands) -> None:
         "truth; the video as mp4 and gif. Needs the app extra: pip install -e '.[app]'."
     )
     parser = add_command(commands, "serve", run, "serve the web app (gradio) for a cascade", description)
-    parser.add_argument("--model", type=Path, default=None, help=DEMO_MODEL_HELP)
+    parser.add_argument("--model", default=None, metavar="DIR|REPO_ID", help=DEMO_MODEL_HELP)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     parser.add_argument(
