@@ -21,6 +21,7 @@ from diffusers.utils import BaseOutput
 
 from cascade.utils.atomic import write_folder_atomically
 from cascade.utils.checks import check_optional_int
+from cascade.utils.package_data import shipped_path
 
 from .hub_loading import MODEL_INDEX, WEIGHT_HASHES, CodeFilesMixin, local_folder
 from .inputs import check_output_type, fit_videos
@@ -32,8 +33,8 @@ from .stages import STAGE_NAMES, stage
 
 INDEX_FILE = "cascade_index.json"
 EDIT_SETTINGS = {"method", "num_inference_steps", "guidance_scale", "attention_injection", "strength"}
-# The demo cascade trained by configs/demo, shipped in the repository's weights/demo.
-DEMO_MODEL = Path(__file__).resolve().parent.parent / "weights" / "demo"
+# The demo cascade trained by configs/demo: the repository's weights/demo, or the wheel's copy of it.
+DEMO_MODEL = shipped_path("weights/demo")
 
 
 def _check_cascade_output_type(output_type: str) -> None:

@@ -24,7 +24,7 @@ def add_parsers(commands) -> None:
         type=Path,
         default=DEFAULT_MANIFEST,
         metavar="FILE",
-        help="weights manifest (default: the repository's weights_manifest.yaml)",
+        help="weights manifest (default: the weights_manifest.yaml shipped with the package, %(default)s)",
     )
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument(

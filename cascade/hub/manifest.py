@@ -1,6 +1,6 @@
 """The weights manifest: which pretrained 2D checkpoint each stage of the cascade inflates, pinned.
 
-A YAML file (``weights_manifest.yaml`` at the repository root)::
+A YAML file (``weights_manifest.yaml`` at the repository root, shipped in the wheel too)::
 
     version: 1
     stages:
@@ -43,8 +43,9 @@ import yaml
 
 from cascade.pipelines.stages import STAGE_NAMES, SUPER_RESOLUTION_STAGES
 from cascade.utils.checks import is_int
+from cascade.utils.package_data import shipped_path
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "weights_manifest.yaml"
+DEFAULT_MANIFEST = shipped_path("weights_manifest.yaml")  # the repository's, or the wheel's copy of it
 VERSION = 1
 KINDS = ("hub", "local", "shipped")
 PLACEMENTS = ("attentions", "animatediff")
