@@ -30,7 +30,6 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from cascade.models.attention_injection import self_attention_injection
-from cascade.ops.latents import encode_video
 from cascade.utils.checks import check_choice, check_int, check_number
 
 from .inputs import video_to_tensor
@@ -101,9 +100,7 @@ class EditingMixin:
                 f"`video` frames must have a height and width that are multiples of {multiple} for this model, "
                 f"got {pixels.shape[-2]}x{pixels.shape[-1]}."
             )
-        if self.vae is None:
-            return pixels.to(self.unet.dtype)
-        return encode_video(self.vae, pixels.to(self.vae.dtype), decode_chunk_size).to(self.unet.dtype)
+        return self.encode_frames(pixels, decode_chunk_size).to(self.unet.dtype)
 
     def _check(self, clean: torch.Tensor, arguments: dict) -> None:
         """Checks the common ``arguments`` of a call on the clips ``clean`` ``(B, C, F, h, w)``."""

@@ -26,8 +26,6 @@ overlap is one whole interval between two given frames (``factor + 1`` frames), 
 sees the motion on the far side of a seam.
 """
 
-from dataclasses import replace
-
 import torch
 from diffusers import AutoencoderKL, SchedulerMixin
 from diffusers.video_processor import VideoProcessor
@@ -35,11 +33,11 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from cascade.models.video_unet import VideoUNet
 from cascade.ops.conditioning import CONDITIONING_FILLS, interpolated_length, masked_frame_conditioning
-from cascade.ops.latents import encode_video
 from cascade.ops.windows import check_window
 from cascade.utils.checks import check_choice, check_int, check_number
 
 from .inputs import video_to_tensor
+from .known_frames import KnownFrames
 from .stage_base import VideoStagePipeline
 from .stage_call import StageCall, stage_call
 
@@ -114,13 +112,6 @@ class InterpolationPipeline(VideoStagePipeline):
                 "prompt (or embedding) per video."
             )
 
-    def encode_frames(self, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
-        """The given frames ``(B, 3, F, H, W)`` in [-1, 1] as the sample holds them: VAE latents
-        ``(B, C, F, h, w)`` in latent space, the pixels themselves in pixel space."""
-        if self.vae is None:
-            return pixels
-        return encode_video(self.vae, pixels.to(self.vae.dtype), chunk_size)
-
     def noised_blend(
         self, blend: torch.Tensor, noise: torch.Tensor, num_inference_steps: int, begin: int
     ) -> torch.Tensor:
@@ -130,14 +121,6 @@ class InterpolationPipeline(VideoStagePipeline):
             blend.shape[0]
         )  # (B,)
         return self.scheduler.add_noise(blend, noise, start)
-
-    def known_frames_after_step(self, known: torch.Tensor, noise: torch.Tensor, step: int) -> torch.Tensor:
-        """The given frames ``(B, C, F, h, w)`` at the noise level of the sample after denoising step ``step``:
-        noised with ``noise`` to the next timestep, or clean after the last step."""
-        timesteps = self.scheduler.timesteps
-        if step + 1 == len(timesteps):
-            return known
-        return self.scheduler.add_noise(known, noise, timesteps[step + 1 : step + 2])
 
     @torch.no_grad()
     @stage_call(guidance_scale=4.0)
@@ -195,28 +178,14 @@ class InterpolationPipeline(VideoStagePipeline):
                 else masked_frame_conditioning(known, factor, "blend")[0]
             )
             latents = self.noised_blend(blend, all_noise, steps, begin)
-        callback, requested = call.callback_on_step_end, call.callback_on_step_end_tensor_inputs
-
-        def replace_known_frames(pipe, step, timestep, tensors):
-            replaced = tensors["latents"].clone()  # (B, C, F', h, w)
-            replaced[:, :, ::factor] = self.known_frames_after_step(known, noise, begin + step)
-            if callback is None:
-                return {"latents": replaced}
-            visible = {**tensors, "latents": replaced}
-            chosen = {name: visible[name] for name in requested}
-            return {"latents": replaced, **(callback(pipe, step, timestep, chosen) or {})}
-
         latents = self.denoise(
-            replace(
-                call,
-                callback_on_step_end=replace_known_frames,
-                callback_on_step_end_tensor_inputs=["latents", *requested],
-            ),
+            call,
             latents,
             conditioning=torch.cat([frames, mask], dim=1),  # (B, C + 1, F', h, w)
             window=window,
             window_overlap=window_overlap or 0,
             begin_step=begin,
+            known=KnownFrames(known, list(range(0, frames.shape[2], factor)), noise, method="replacement"),
         )  # (B, C, F', h, w)
 
         if call.output_type == "latent":

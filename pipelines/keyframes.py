@@ -6,17 +6,27 @@ sampled with classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598). It
 latent space when the pipeline has a VAE (Blattmann et al. 2023, "Video LDM", arXiv:2304.08818) and
 in pixel space when it has none. Stable Diffusion 1.5 LoRAs (Hu et al. 2021, "LoRA: Low-Rank Adaptation
 of Large Language Models", arXiv:2106.09685) load into its spatial layers and text encoder.
+
+Given frames (image-to-video, extension) and videos longer than the model's window are sampled by
+reconstruction guidance or replacement (Ho et al. 2022, sec. 3.1; :mod:`.known_frames`): a long video is made
+window after window, each window given the last frames of the one before, as VDM extends videos.
 """
 
 import torch
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
 from cascade.models.video_unet import VideoUNet
-from cascade.utils.checks import check_int
+from cascade.ops.windows import check_window, window_starts
+from cascade.utils.checks import check_choice, check_int, check_number
 
 from .editing import EditingMixin
+from .given_frames import given_frames
+from .known_frames import CONDITIONING_METHODS, KnownFrames
 from .stage_base import VideoStagePipeline
 from .stage_call import StageCall, stage_call
+
+# VDM's w_r; on the demo keyframes image-to-video read best at 20 of 1, 5, 20, 50, 150 (benchmarks/conditioning_quality.py)
+RECONSTRUCTION_GUIDANCE_SCALE = 20.0
 
 
 class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoaderMixin):
@@ -59,7 +69,32 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoa
         factor = self.vae_scale_factor
         return (batch_size, self.unet.in_channels, num_frames, height // factor, width // factor)
 
-    def check_inputs(self, *, num_frames, height, width, **common) -> None:
+    def given_frames(self, image, conditioning_frames, conditioning_frame_indices, num_frames, height, width):
+        """The call's given frames ``(1 or B, 3, K, H, W)`` in [-1, 1] and their positions (:func:`given_frames`)."""
+        return given_frames(
+            image,
+            conditioning_frames,
+            conditioning_frame_indices,
+            self.video_processor,
+            num_frames,
+            (height, width),
+        )
+
+    def check_inputs(
+        self,
+        *,
+        num_frames,
+        height,
+        width,
+        image,
+        conditioning_frames,
+        conditioning_frame_indices,
+        conditioning_method,
+        reconstruction_guidance_scale,
+        window,
+        window_overlap,
+        **common,
+    ) -> None:
         """Raises ``ValueError`` naming the first bad argument, before any model runs."""
         if self.unet.conditioning_channels:
             raise ValueError(
@@ -71,14 +106,42 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoa
         for name, value in (("height", height), ("width", width)):
             check_int(name, value, minimum=1)
             check_int(name, value, multiple_of=self.size_multiple, meaning=" for this model")
-        self.check_common_inputs(
+        check_choice("conditioning_method", conditioning_method, CONDITIONING_METHODS)
+        check_number("reconstruction_guidance_scale", reconstruction_guidance_scale, minimum=0.0)
+        check_window(window, window_overlap)
+        if window is not None and window < num_frames and window_overlap == 0:
+            raise ValueError(
+                "`window_overlap` must be at least 1 when the video is longer than a window: each window is "
+                "given the frames it shares with the one before."
+            )
+        batch_size = self.check_common_inputs(
             lambda videos: self.latents_shape(videos, num_frames, height, width), **common
         )
+        given, _ = self.given_frames(
+            image, conditioning_frames, conditioning_frame_indices, num_frames, height, width
+        )
+        if given is not None and given.shape[0] not in (1, batch_size):
+            name = "image" if image is not None else "conditioning_frames"
+            raise ValueError(
+                f"`{name}` holds {given.shape[0]} videos but the prompts define a batch of {batch_size}; give one, "
+                "or one per prompt."
+            )
 
     @torch.no_grad()
     @stage_call()
     def __call__(
-        self, call: StageCall, num_frames: int = 8, height: int | None = None, width: int | None = None
+        self,
+        call: StageCall,
+        num_frames: int = 8,
+        height: int | None = None,
+        width: int | None = None,
+        image=None,
+        conditioning_frames=None,
+        conditioning_frame_indices: list[int] | None = None,
+        conditioning_method: str = "reconstruction",
+        reconstruction_guidance_scale: float = RECONSTRUCTION_GUIDANCE_SCALE,
+        window: int | None = None,
+        window_overlap: int | None = None,
     ):
         """Generates ``num_frames`` keyframes for each prompt.
 
@@ -86,8 +149,51 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoa
             num_frames: frames per video; any positive number.
             height, width: frame size in pixels, multiples of ``pipe.size_multiple``; default
                 ``pipe.default_size``.
+            image: the first frame (image-to-video), ``height`` x ``width``, in [0, 1]: a PIL image (RGB), a list
+                of them (one per prompt), an np array ``(H, W, 3)`` / ``(B, H, W, 3)`` or a tensor ``(3, H, W)`` /
+                ``(B, 3, H, W)``.
+            conditioning_frames: given frames instead of ``image``: a video as a stage returns it (``np``
+                ``(B, K, H, W, 3)``, ``pt`` ``(B, K, 3, H, W)`` or PIL frames), one for all prompts or one per
+                prompt; they come out at ``conditioning_frame_indices`` (default ``0, ..., K - 1``: extending
+                the video).
+            conditioning_method: ``"reconstruction"`` (reconstruction guidance) or ``"replacement"`` (the
+                baseline) for the given frames and the frames a window shares with the one before.
+            reconstruction_guidance_scale: VDM's weight ``w_r`` of reconstruction guidance.
+            window: frames the UNet denoises at once (all when ``None``); a longer video is made window after
+                window, each given the last ``window_overlap`` frames of the one before (default half a window).
+                Typically the number of frames the model was trained on.
+            window_overlap: frames consecutive windows share, ``1 <= window_overlap < window``.
+
+        The given frames come out as given: bit for bit in pixel space, as their VAE round trip in latent space.
         """
         height, width = self.frame_size(height, width)
         shape = self.latents_shape(call.batch_size, num_frames, height, width)
         latents = self.prepare_latents(shape, call)  # (B, C, F, h, w)
-        return self.finish(call, self.denoise(call, latents))
+        noise = latents / self.scheduler.init_noise_sigma  # (B, C, F, h, w)
+        pixels, indices = self.given_frames(
+            image, conditioning_frames, conditioning_frame_indices, num_frames, height, width
+        )  # (1 or B', 3, K, H, W) in [-1, 1]
+        given = {}  # output position -> its frames (B, C, h, w) as the sample holds them
+        if pixels is not None:
+            repeat = call.num_videos_per_prompt if pixels.shape[0] > 1 else call.batch_size
+            pixels = pixels.to(latents.device).repeat_interleave(repeat, dim=0)
+            encoded = self.encode_frames(pixels, call.decode_chunk_size).to(latents.dtype)  # (B, C, K, h, w)
+            given = {index: encoded[:, :, k] for k, index in enumerate(indices)}
+        video = torch.empty_like(latents)  # (B, C, F, h, w)
+        window = num_frames if window is None else min(window, num_frames)
+        overlap = window // 2 if window_overlap is None else window_overlap
+        for start in window_starts(num_frames, window, overlap):
+            positions = [index for index in range(start, start + window) if index in given]
+            known = None
+            if positions:
+                known = KnownFrames(
+                    torch.stack([given[index] for index in positions], dim=2),  # (B, C, K', h, w)
+                    [index - start for index in positions],
+                    noise[:, :, positions],
+                    conditioning_method,
+                    reconstruction_guidance_scale,
+                )
+            sample = self.denoise(call, latents[:, :, start : start + window], known=known)  # (B, C, W, h, w)
+            given.update({start + offset: sample[:, :, offset] for offset in range(window)})
+            video[:, :, start : start + window] = sample
+        return self.finish(call, video)

@@ -19,7 +19,7 @@ from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from cascade.models.video_unet import VideoUNet, downsampling_factor
-from cascade.ops.latents import decode_video
+from cascade.ops.latents import decode_video, encode_video
 from cascade.ops.text import encode_text
 from cascade.ops.windows import run_in_windows
 from cascade.utils.checks import check_int, check_number, check_tensor_shape
@@ -34,6 +34,7 @@ from .hub_loading import (
     stage_files,
 )
 from .inputs import check_callback_inputs, check_generator, check_output_type, check_prompts
+from .known_frames import KnownFrames
 from .stage_call import StageCall
 
 
@@ -264,6 +265,13 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
             self.scheduler.set_begin_index(first)
         return self.scheduler.timesteps[first:]
 
+    def encode_frames(self, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+        """Frames ``(B, 3, F, H, W)`` in [-1, 1] as the sample holds them: VAE latents ``(B, C, F, h, w)`` in
+        latent space, the pixels themselves in pixel space."""
+        if self.vae is None:
+            return pixels
+        return encode_video(self.vae, pixels.to(self.vae.dtype), chunk_size)
+
     def decode(self, latents: torch.Tensor, decode_chunk_size: int | None) -> torch.Tensor:
         """Pixels ``(B, 3, F, H, W)`` in [-1, 1] from the denoised sample."""
         if self.vae is None:
@@ -280,6 +288,7 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         window_overlap: int = 0,
         begin_step: int = 0,
         end_step: int | None = None,
+        known: KnownFrames | None = None,
     ) -> torch.Tensor:
         """Runs the scheduler from noise ``latents`` ``(B, C, F, h, w)`` to a clean sample; from step
         ``begin_step`` of ``call.num_inference_steps`` (``latents`` then at that step's noise level), as
@@ -290,6 +299,10 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         time, overlapping by ``window_overlap``, its guided predictions blended (all frames at once when
         ``None``; then ``latents`` may also be images ``(B, C, h, w)`` for a 2D UNet). Guidance uses
         ``self.guidance_scale``.
+
+        ``known`` frames of the output are given (:mod:`.known_frames`): the sample's known frames are replaced
+        after every step (before the step-end callback), and with reconstruction guidance each window's
+        prediction is corrected towards them.
         """
         warn_if_emulated(self.unet.dtype, latents.device)
         timesteps = self.timesteps_from(call.num_inference_steps, begin_step, latents.device)
@@ -302,6 +315,17 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         prompt_embeds, negative_prompt_embeds = call.prompt_embeds, call.negative_prompt_embeds
 
         def guided_prediction(model_input: torch.Tensor, frames: slice, t) -> torch.Tensor:
+            if known is None:
+                return classifier_free_prediction(model_input, frames, t)
+            return known.guided_prediction(
+                lambda noisy: classifier_free_prediction(noisy, frames, t),
+                model_input,
+                frames,
+                self.scheduler,
+                t,
+            )
+
+        def classifier_free_prediction(model_input: torch.Tensor, frames: slice, t) -> torch.Tensor:
             # The window's scaled latents (B, C, W, h, w) -> its guided prediction (B, C, W, h, w). Conditioning
             # and the guidance batch are built per window, so memory follows the window, not the video.
             if conditioning is not None:
@@ -328,6 +352,10 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
                     window_overlap,
                 )
                 latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
+                if known is not None:
+                    latents = known.after_step(
+                        latents, self.scheduler, timesteps[i + 1] if i + 1 < len(timesteps) else None
+                    )
 
                 if call.callback_on_step_end is not None:
                     available = {
