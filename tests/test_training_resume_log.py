@@ -5,7 +5,8 @@ never stopped does; the log is rewritten atomically."""
 import csv
 import os
 import random
-import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -69,23 +70,28 @@ def test_a_resumed_run_cuts_the_log_back_to_its_checkpoint(straight, tmp_path):
 
 def test_a_run_killed_at_a_random_moment_and_resumed_logs_each_step_once(straight, tmp_path):
     rows = random.Random().randint(1, 5)  # killed once this many steps are logged, plus up to 50 ms
-    child = os.fork()  # a copy of this process, torch already imported: no second start-up to wait for
-    if child == 0:
-        try:
-            make_trainer(tmp_path).train()
-        finally:
-            os._exit(0)
-    log, deadline = tmp_path / LOSS_LOG, time.monotonic() + 60
+    # a fresh interpreter, not os.fork: a forked copy of a process whose OpenMP pool has run can hang in its
+    # first parallel region, and would then be killed before it logged anything
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from {__name__} import make_trainer; make_trainer({str(tmp_path)!r}).train()",
+        ],
+        cwd=Path(__file__).parent,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    log, deadline = tmp_path / LOSS_LOG, time.monotonic() + 300
     try:
-        while time.monotonic() < deadline and os.waitpid(child, os.WNOHANG) == (0, 0):
+        while time.monotonic() < deadline and child.poll() is None:
             if log.exists() and log.read_bytes().count(b"\n") > rows:
                 time.sleep(random.random() * 0.05)
                 break
             time.sleep(0.002)
     finally:
-        os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
-    assert log.exists(), "the run was killed before it logged a step"
+        child.kill()
+        child.wait()
+    assert log.exists(), f"the run was killed before it logged a step (exit status {child.returncode})"
     make_trainer(tmp_path).train()
     assert log_rows(tmp_path) == straight, f"killed after {rows} rows"
 
