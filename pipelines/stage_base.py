@@ -35,6 +35,7 @@ from .hub_loading import (
 )
 from .inputs import check_callback_inputs, check_generator, check_output_type, check_prompts
 from .known_frames import KnownFrames
+from .sample_checks import check_finite_sample
 from .stage_call import StageCall
 
 
@@ -303,6 +304,9 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         ``known`` frames of the output are given (:mod:`.known_frames`): the sample's known frames are replaced
         after every step (before the step-end callback), and with reconstruction guidance each window's
         prediction is corrected towards them.
+
+        A sample that is not finite after a step raises
+        :class:`~cascade.pipelines.sample_checks.NonFiniteSampleError` (:mod:`.sample_checks`).
         """
         warn_if_emulated(self.unet.dtype, latents.device)
         timesteps = self.timesteps_from(call.num_inference_steps, begin_step, latents.device)
@@ -352,6 +356,7 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
                     window_overlap,
                 )
                 latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
+                check_finite_sample(latents, type(self).__name__, i, len(timesteps), self.guidance_scale)
                 if known is not None:
                     latents = known.after_step(
                         latents, self.scheduler, timesteps[i + 1] if i + 1 < len(timesteps) else None
