@@ -1,7 +1,7 @@
-"""TorchScript detector loading: pinned SHA-256 verification, atomic cache, no real network access."""
+"""TorchScript detector loading: pinned SHA-256 verification, atomic cache, no real network access (the
+downloads are ``file://`` URLs through ``torch.hub.download_url_to_file``)."""
 
 import hashlib
-import shutil
 
 import numpy as np
 import pytest
@@ -33,10 +33,10 @@ def test_download_with_matching_sha256_is_cached_and_reused(tmp_path, scripted_f
     assert torch.equal(module(torch.ones(2)), torch.full((2,), 2.0))
     assert [p.name for p in cache.iterdir()] == ["tiny.pt"]
 
-    def no_network(url, destination):
+    def no_network(url, destination, **options):
         raise AssertionError("the cached file should have been used")
 
-    monkeypatch.setattr(detector_module, "_fetch", no_network)
+    monkeypatch.setattr(detector_module, "download_url_to_file", no_network)
     assert torch.equal(
         load_torchscript(path.as_uri(), sha256=digest, cache_dir=cache)(torch.ones(1)), torch.ones(1) * 2
     )
@@ -46,11 +46,9 @@ def test_download_with_wrong_sha256_raises_and_deletes_the_file(tmp_path, script
     path, digest = scripted_file
     cache = tmp_path / "cache"
     wrong = "0" * 64
-    with pytest.raises(
-        ValueError, match=f"sha256 of the file downloaded from .* is {digest}, expected {wrong}"
-    ):
+    with pytest.raises(ValueError, match=f'does not have the pinned sha256 {wrong} .*got "{digest}"'):
         load_torchscript(path.as_uri(), sha256=wrong, cache_dir=cache)
-    assert list(cache.iterdir()) == []
+    assert list(cache.iterdir()) == []  # no partial file either
 
 
 def test_corrupt_cache_entry_is_fetched_again(tmp_path, scripted_file):
@@ -65,16 +63,17 @@ def test_corrupt_cache_entry_is_fetched_again(tmp_path, scripted_file):
 def test_default_i3d_download_is_verified_against_the_pinned_sha256(tmp_path, scripted_file, monkeypatch):
     path, digest = scripted_file
     fetched = []
+    download = detector_module.download_url_to_file
 
-    def fake_fetch(url, destination):  # stands in for the network only; verification runs unchanged
-        fetched.append(url)
-        shutil.copyfile(path, destination)
+    def local_download(url, destination, **options):  # serves a local file for the URL; checks run as ever
+        fetched.append((url, options["hash_prefix"]))
+        download(path.as_uri(), destination, **options)
 
-    monkeypatch.setattr(detector_module, "_fetch", fake_fetch)
+    monkeypatch.setattr(detector_module, "download_url_to_file", local_download)
     videos = np.zeros((2, 10, 8, 8, 3))
-    with pytest.raises(ValueError, match=f"is {digest}, expected {I3D_SHA256}"):
+    with pytest.raises(ValueError, match=f'pinned sha256 {I3D_SHA256} .*got "{digest}"'):
         fvd(videos, videos, cache_dir=tmp_path / "cache")
-    assert fetched == [detector_module.I3D_URL]
+    assert fetched == [(detector_module.I3D_URL, I3D_SHA256)]
     assert list((tmp_path / "cache").iterdir()) == []
 
 

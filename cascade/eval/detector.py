@@ -1,21 +1,20 @@
 """Loading TorchScript feature detectors from a local file or a URL cached with a pinned SHA-256.
 
-Downloads go to a temporary file in the cache directory, are verified, and only then renamed into place
-(``os.replace``), so the cache never holds a partial or unverified file. A checksum mismatch deletes the
-download and raises ``ValueError``.
+Downloads go through ``torch.hub.download_url_to_file`` with the pinned digest as its ``hash_prefix``: it
+writes a temporary file beside the target, checks the SHA-256 and only then moves the file into place, so
+the cache never holds a partial or unverified file. A checksum mismatch deletes the download and raises
+``ValueError``.
 """
 
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 import urllib.parse
-import urllib.request
 import warnings
 from pathlib import Path
 
 import torch
+from torch.hub import download_url_to_file
 
 # The Kinetics-400 I3D TorchScript port of StyleGAN-V (Skorokhodov et al. 2022), numerically equivalent to
 # the tf.hub ``i3d-kinetics-400/1`` model of the original FVD code. 51,235,320 bytes.
@@ -42,17 +41,11 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _fetch(url: str, destination: str) -> None:
-    """Download ``url`` to ``destination`` (the only network access of this module)."""
-    with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as handle:
-        shutil.copyfileobj(response, handle)
-
-
 def cached_download(url: str, sha256: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """Return the path of ``url``'s file in ``cache_dir``, downloading it if absent or corrupt.
 
     A cached file whose digest differs from ``sha256`` is deleted and fetched again; a fresh download whose
-    digest differs is deleted and ``ValueError`` is raised.
+    digest differs is deleted by ``torch.hub.download_url_to_file`` and ``ValueError`` is raised.
     """
     if not isinstance(sha256, str) or not _SHA256_PATTERN.fullmatch(sha256):
         raise ValueError(f"sha256 must be 64 lowercase hex digits; got {sha256!r}")
@@ -64,20 +57,15 @@ def cached_download(url: str, sha256: str, cache_dir: str | os.PathLike | None =
         if file_sha256(target) == sha256:
             return target
         target.unlink()
-    handle, partial = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-    os.close(handle)
     try:
-        _fetch(url, partial)
-        actual = file_sha256(partial)
-        if actual != sha256:
-            raise ValueError(
-                f"sha256 of the file downloaded from {url} is {actual}, expected {sha256}; "
-                "the download was deleted"
-            )
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+        download_url_to_file(url, str(target), hash_prefix=sha256, progress=True)
+    except RuntimeError as error:
+        if not str(error).startswith("invalid hash value"):
+            raise
+        raise ValueError(
+            f"the file downloaded from {url} does not have the pinned sha256 {sha256} ({error}); "
+            "the download was deleted"
+        ) from error
     return target
 
 
