@@ -33,22 +33,20 @@ example clip, a block: source, ground-truth edit, then each method's edit; frame
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from contact_sheet import contact_sheet
+from output_flags import add_output_flags, check_output_flags, write_outputs
 
 from cascade.data import analyze_video
 from cascade.data.shapes_render import render_clip
 from cascade.data.shapes_world import COLORS, SHAPES, ShapesWorld
 from cascade.eval.image_quality import psnr
-from cascade.eval.report import _json_safe
 from cascade.pipelines.keyframes import KeyframesPipeline
-from cascade.utils.atomic import write_atomically
 from cascade.utils.devices import describe_machine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,7 +54,6 @@ HELD_OUT_SEED = 3000  # neither training's world seeds, stage_fidelity's nor dem
 FRAMES, SIZE = 8, 16
 METHODS = ("inversion", "plain_inversion", "sdedit")
 ATTRIBUTE_TARGET, MOTION_TARGET, MOTION_SHARE_TARGET, RECONSTRUCTION_TARGET_DB = 0.9, 0.05, 0.9, 30.0
-SHEET_SCALE = 4
 
 
 def edited_params(params, kind: str, index: int):
@@ -87,8 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sdedit-strength", type=float, default=0.6, help="sdedit: strength")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per edit call")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="default: all")
-    parser.add_argument("--output", type=Path, metavar="FILE.json", help="write every number here")
-    parser.add_argument("--sheet", type=Path, metavar="FILE.png", help="write a contact sheet here")
+    add_output_flags(parser)
     parser.add_argument("--sheet-clips", type=int, default=2, help="clips per edit kind on the sheet")
     args = parser.parse_args(argv)
     for name in ("clips", "steps", "batch_size", "sheet_clips"):
@@ -96,10 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not (args.model / "model_index.json").is_file():
         parser.error(f"--model {str(args.model)!r} is not a saved keyframes pipeline (no model_index.json)")
-    for flag, suffix in (("output", ".json"), ("sheet", ".png")):
-        path = getattr(args, flag)
-        if path is not None and (path.suffix != suffix or not path.parent.is_dir()):
-            parser.error(f"--{flag} must be a {suffix} file in an existing folder, got {str(path)!r}")
+    check_output_flags(parser, args)
     return args
 
 
@@ -158,32 +151,6 @@ def score_edits(
     }
 
 
-def contact_sheet(examples: list[tuple[str, list[np.ndarray]]], labels: tuple[str, ...]) -> Image.Image:
-    """Each example ``(title, clips)`` a block, two blocks side by side: the title, then one row per clip
-    (``labels``: source, ground truth, each method's edit), each clip ``(F, H, W, 3)`` as a strip of
-    frames."""
-    label_width, gap, title_height = 110, 8, 28
-    frames, height, width = examples[0][1][0].shape[:3]
-    strip, row_height = frames * width * SHEET_SCALE, height * SHEET_SCALE + 2
-    block_width = label_width + strip + gap
-    block_height = title_height + len(labels) * row_height + gap
-    columns = min(2, len(examples))
-    rows = -(-len(examples) // columns)
-    sheet = Image.new("RGB", (columns * block_width, rows * block_height), "white")
-    draw = ImageDraw.Draw(sheet)
-    for index, (title, clips) in enumerate(examples):
-        left, block_top = (index % columns) * block_width, (index // columns) * block_height
-        draw.text((left + 4, block_top + 2), title, fill="black")
-        for row, (label, clip) in enumerate(zip(labels, clips, strict=True)):
-            top = block_top + title_height + row * row_height
-            draw.text((left + 4, top + height * SHEET_SCALE // 2 - 6), label, fill="black")
-            pixels = (np.clip(clip, 0, 1) * 255).round().astype(np.uint8)  # (F, H, W, 3)
-            picture = Image.fromarray(np.concatenate(list(pixels), axis=1))  # (H, F * W, 3)
-            picture = picture.resize((strip, height * SHEET_SCALE), Image.NEAREST)
-            sheet.paste(picture, (left + label_width, top))
-    return sheet
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     print(describe_machine(), flush=True)
@@ -217,12 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["seconds_per_edit"] = {method: statistics.median(values) for method, values in seconds.items()}
     results["machine"] = describe_machine()
     print(markdown(results))
-    if args.output is not None:
-        text = json.dumps(_json_safe(results), indent=2)
-        write_atomically(args.output, lambda path: path.write_text(text))
-    if args.sheet is not None:
-        sheet = contact_sheet(examples, ("source", "ground truth", *args.methods))
-        write_atomically(args.sheet, lambda path: sheet.save(path, format="PNG"))
+    write_outputs(args, results, lambda: contact_sheet(examples, ("source", "ground truth", *args.methods)))
     return results
 
 

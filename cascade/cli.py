@@ -1,7 +1,9 @@
 """The ``cascade`` command line: one subcommand per module of :mod:`cascade.commands`.
 
     cascade generate PROMPT -o OUT.mp4 [--model DIR] [--stages ...] [--frames N] [--steps N] [--seed N]
-                     [--fps N] [--guidance G] [--save-intermediates]
+                     [--fps N] [--guidance G] [--image FIRST.png] [--save-intermediates]
+    cascade extend INPUT -o OUT.mp4 --prompt TEXT --frames N [--model DIR] [--steps N] [--guidance G] [--seed N]
+                   [--fps N]
     cascade edit INPUT -o OUT.mp4 --prompt TARGET [--source-prompt SOURCE] [--model DIR] [--method M]
                  [--steps N] [--guidance G] [--strength S] [--frames N] [--seed N] [--fps N]
     cascade init-tiny DIR [--latent]
@@ -24,6 +26,7 @@ import sys
 COMMAND_MODULES = (
     "generate",
     "edit",
+    "extend",
     "init_tiny",
     "evaluate",
     "build",

@@ -22,6 +22,12 @@ def add_parsers(commands) -> None:
     add_generation_flags(parser, "--frames", steps=None, seed_help="random seed (default 0)")
     parser.add_argument("--fps", type=int, default=8, help="frames per second of the file (default 8)")
     parser.add_argument(
+        "--image",
+        type=Path,
+        metavar="FIRST.png",
+        help="the video's first frame (image-to-video), resized to cover the keyframes' size and center-cropped",
+    )
+    parser.add_argument(
         "--save-intermediates",
         action="store_true",
         help="also write each earlier stage's frames next to the output, as OUT.<stage>.<suffix>",
@@ -55,15 +61,22 @@ def write_videos(videos: list[tuple[Path, list]], fps: int) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from .generation import load_generator, stage_settings
+    from .generation import fitted_frames, load_generator, stage_settings
 
     steps = {} if args.steps is None else {"steps": args.steps}
     check_generation_flags(args.stages, args.seed, frames=args.frames, fps=args.fps, **steps)
     check_output(args.output)
+    image = None
+    if args.image is not None:
+        from cascade.data.media_io import read_image
+
+        image = read_image(args.image)  # (H, W, 3) uint8
     cascade = load_generator(args.model, args.stages)
     for name, stage in cascade.stages.items():
         stage.set_progress_bar_config(desc=name)
     settings = stage_settings(cascade, args.steps, args.frames, args.guidance)
+    if image is not None:
+        settings["keyframes"]["image"] = fitted_frames(cascade, image[None], 1)[0]  # (S, S, 3)
     result = cascade(
         args.prompt, stage_kwargs=settings, seed=args.seed, output_type="pil", return_stage_outputs=True
     )

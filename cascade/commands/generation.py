@@ -127,11 +127,26 @@ def load_generator(model: str | os.PathLike | None, stages: list[str] | None):
 def stage_settings(cascade, steps: int | None, frames: int, guidance: float | None) -> dict[str, dict]:
     """``stage_kwargs`` for ``cascade``: ``steps`` denoising steps for every stage, ``frames`` keyframes,
     and ``guidance`` as every stage's guidance scale (``None``: each stage's default: the cascade's
-    ``stage_defaults``, else the stage's own)."""
+    ``stage_defaults``, else the stage's own). More keyframes than the cascade's default count (the length
+    its keyframes stage was trained on) are made in windows of that length, each given the last half of the
+    one before (reconstruction guidance, :mod:`cascade.pipelines.known_frames`)."""
     settings = {name: {} if steps is None else {"num_inference_steps": steps} for name in cascade.stages}
     if STAGE_NAMES[0] in settings:
         settings[STAGE_NAMES[0]]["num_frames"] = frames
+        trained = cascade.stage_defaults.get(STAGE_NAMES[0], {}).get("num_frames")
+        if trained is not None and frames > trained:
+            settings[STAGE_NAMES[0]]["window"] = trained
     if guidance is not None:
         for stage in settings.values():
             stage["guidance_scale"] = guidance
     return settings
+
+
+def fitted_frames(cascade, frames, num_frames: int):
+    """``frames`` (uint8 ``(F, H, W, 3)``) as ``num_frames`` frames of the size the cascade's keyframes stage
+    makes (:func:`cascade.data.video_fit.fit_video`), float32 ``(num_frames, S, S, 3)`` in [0, 1]."""
+    from cascade.data.video_fit import fit_video
+
+    keyframes = cascade.stages[STAGE_NAMES[0]]
+    size = cascade.stage_defaults.get(STAGE_NAMES[0], {}).get("height") or keyframes.default_size
+    return fit_video(frames, num_frames, size, size)
