@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from cascade.cli import main
 from cascade.data import ShapesWorld, make_caption, render_clip
+from cascade.data.media_io import read_video
 from cascade.eval import psnr
 from cascade.eval.report import LABEL_HEIGHT, THUMBNAIL_HEIGHT
 from cascade.eval.stage_fidelity import CLIPS_SEED
@@ -23,8 +25,8 @@ from cascade.testing.tiny_models import tiny_tokenizer
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.(script|load)` is deprecated:DeprecationWarning")
 
 PROMPTS = ["a red circle moving right", "a blue square moving up", "a green triangle moving left"]
-# Keyframes only, 3 frames of 8x8, one step: a video in well under a second.
-GENERATE = ["--stages", "keyframes", "--num-frames", "3", "--steps", "1", "--format", "npz"]
+# Keyframes only, 3 frames of 8x8, one step: a video in well under a second. Saved as npz by default.
+GENERATE = ["--stages", "keyframes", "--num-frames", "3", "--steps", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +110,32 @@ def test_rerun_generates_only_missing_videos(generated, tiny_model, prompt_file,
     assert "generated 3 video(s), reused 0" in capsys.readouterr().out
     assert len(list((generated / "videos").iterdir())) == 3
     assert not set((generated / "videos").iterdir()) & set(videos)
+
+
+def test_mp4_is_written_for_viewing_and_the_lossless_npz_is_scored(
+    generated, tiny_model, prompt_file, tmp_path
+):
+    """``--format mp4`` adds an mp4 beside each npz; the scores are those of the npz run (the mp4's codec
+    changes the frames), and ``--videos`` on that folder pairs each prompt with its npz."""
+    output = shutil.copytree(generated, tmp_path / "out")
+    argv = ["eval", "--prompts", str(prompt_file), "--model", str(tiny_model), "-o", str(output)]
+    assert main([*argv, *GENERATE, "--format", "mp4"]) == 0
+    scored = sorted((generated / "videos").glob("*.npz"))
+    views = sorted((output / "videos").glob("*.mp4"))
+    assert [p.stem for p in views] == [p.stem for p in scored]
+    assert sorted(p.name for p in (output / "videos").glob("*.npz")) == [p.name for p in scored]
+    assert not np.array_equal(read_video(views[0]), _npz(scored[0]))  # the codec changes the frames
+    report = json.loads((output / "report.json").read_text())
+    assert [row["video"] for row in report["videos"]] == [f"videos/{p.name}" for p in scored]
+    assert report["summary"] == json.loads((generated / "report.json").read_text())["summary"]
+    assert report["settings"]["viewing_copies"] == "mp4"
+    rescored = tmp_path / "rescored"
+    assert (
+        main(["eval", "--prompts", str(prompt_file), "--videos", str(output / "videos"), "-o", str(rescored)])
+        == 0
+    )
+    rows = json.loads((rescored / "report.json").read_text())["videos"]
+    assert [Path(row["video"]).name for row in rows] == [p.name for p in scored]
 
 
 def _tiny_clip(folder):

@@ -4,7 +4,9 @@
                  [--num-frames N] [--steps N] [--seed N] [--reference-videos DIR] [--shapes-stages N] ...
 
 Generated videos go to ``OUTDIR/videos/`` under names that encode what decides them
-(:func:`~cascade.eval.video_files.video_name`), so a rerun generates only the missing ones. Under
+(:func:`~cascade.eval.video_files.video_name`), so a rerun generates only the missing ones. They are saved
+and scored losslessly (``.npz``, uint8 frames): scores of re-encoded mp4 frames would measure the codec as
+well as the model. ``--format mp4`` adds an mp4 beside each for viewing, which is never scored. Under
 ``accelerate launch`` the videos still to generate are split across the processes; after
 ``wait_for_everyone`` the main process reads them all, computes the metrics and writes
 ``OUTDIR/report.json``, ``OUTDIR/report.md`` and ``OUTDIR/contact_sheet.png``. With
@@ -78,10 +80,10 @@ def add_parsers(commands) -> None:
     )
     parser.add_argument(
         "--format",
-        default="mp4",
+        default="npz",
         metavar="FORMAT",
-        help=f"file format of generated videos: {' or '.join(WRITE_FORMATS)} "
-        "(npz: lossless uint8 frames; default mp4)",
+        help=f"file formats of generated videos: {' or '.join(WRITE_FORMATS)} (default npz). The lossless "
+        "npz (uint8 frames) is always written and is what is scored; mp4 adds an mp4 beside it for viewing",
     )
     parser.add_argument(
         "--fps", type=int, default=8, metavar="N", help="frames per second of mp4 files (default 8)"
@@ -194,7 +196,7 @@ def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple
     import numpy as np
     from tqdm.auto import tqdm
 
-    from cascade.data.media_io import write_video
+    from cascade.data.media_io import read_video, write_video
     from cascade.eval.video_files import video_name
 
     from .generation import model_folder, stage_settings
@@ -211,7 +213,8 @@ def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple
         "guidance": args.guidance,
     }
     names = [video_name(i.index, {**common, "prompt": i.prompt, "seed": args.seed + i.index}) for i in items]
-    paths = [folder / f"{name}.{args.format}" for name in names]
+    paths = [folder / f"{name}.npz" for name in names]  # scored: lossless
+    views = [path.with_suffix(".mp4") if args.format == "mp4" else None for path in paths]  # for viewing
     todo = [index for index, path in enumerate(paths) if not path.exists()]
     state.wait_for_everyone()  # every process has listed the missing videos before any is written
     cascade = None
@@ -223,10 +226,14 @@ def _generate(args: argparse.Namespace, items: list[PromptItem], state) -> tuple
             item = items[index]
             frames = cascade(item.prompt, stage_kwargs=settings, seed=args.seed + item.index).frames[0]
             write_video((frames * 255).round().astype(np.uint8), paths[index], args.fps)  # (F, H, W, 3)
-            for stale in folder.glob(f"{item.index:05d}-*"):
-                if stale != paths[index]:
-                    stale.unlink()
     state.wait_for_everyone()
+    if state.is_main_process:
+        for item, path, view in zip(items, paths, views, strict=True):
+            if view is not None and not view.exists():  # for viewing, from the lossless frames
+                write_video(read_video(path), view, args.fps)
+            for stale in folder.glob(f"{item.index:05d}-*"):
+                if stale not in (path, view):
+                    stale.unlink()
     return paths, len(todo), cascade
 
 
@@ -245,7 +252,8 @@ def _settings(args: argparse.Namespace, metrics: list[str]) -> dict:
             steps=args.steps,
             guidance=args.guidance if args.guidance is not None else "each stage's",
             seed=f"{args.seed} + prompt index",
-            format=args.format,
+            scored_format="npz (lossless uint8 frames)",
+            viewing_copies="mp4" if args.format == "mp4" else "none",
         )
     else:
         settings["videos"] = str(args.videos)

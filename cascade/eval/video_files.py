@@ -1,9 +1,10 @@
 """Video files of ``cascade eval``: deterministic names, and pairing the videos of a folder with prompts
 (reading and writing them is :mod:`cascade.data.media_io`).
 
-Generated video ``i`` is named ``{i:05d}-{digest}.{mp4|npz}``, the digest covering everything that
-decides its content (prompt, seed, the model folder and its files' sizes and times, settings), so a
-rerun reuses a file exactly when it would generate the same video.
+Generated video ``i`` is named ``{i:05d}-{digest}.npz`` (lossless uint8 frames, what is scored; with an
+``.mp4`` of the same stem beside it for viewing on request), the digest covering everything that decides its
+content (prompt, seed, the model folder and its files' sizes and times, settings), so a rerun reuses a file
+exactly when it would generate the same video.
 """
 
 import hashlib
@@ -27,13 +28,17 @@ def match_videos(folder: Path, count: int, flag: str) -> list[Path]:
 
     By name: prompt ``i`` takes the file whose stem is ``{i:05d}`` or starts with ``{i:05d}-`` (the names
     ``cascade eval`` writes). By index: when no file is named so and the folder holds exactly ``count``
-    videos, they are taken in sorted name order. Anything else raises ``ValueError`` naming ``flag``.
+    videos, they are taken in sorted name order. Anything else raises ``ValueError`` naming ``flag``. Of an
+    ``.npz`` and a video file of the same stem (``cascade eval --format mp4`` writes both) only the lossless
+    ``.npz`` counts; the other is for viewing.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{flag} {str(folder)!r} is not a folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
     files = [p for p in files if not p.name.startswith(".")]
+    lossless = {path.stem for path in files if path.suffix.lower() == ".npz"}
+    files = [p for p in files if p.suffix.lower() == ".npz" or p.stem not in lossless]  # no viewing copies
     named = {}
     for path in files:
         prefix = path.stem.split("-", 1)[0]
