@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import CLIPConfig, CLIPModel
+from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
 from cascade.cli import main
 from cascade.data import ShapesWorld, make_caption, render_clip
 from cascade.data.media_io import read_video
-from cascade.eval import psnr
+from cascade.eval import default_image_processor, psnr
 from cascade.eval.report import LABEL_HEIGHT, THUMBNAIL_HEIGHT
 from cascade.eval.stage_fidelity import CLIPS_SEED
 from cascade.testing.tiny_models import tiny_tokenizer
@@ -150,7 +150,7 @@ def _tiny_clip(folder):
     )
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    CLIPProcessor(image_processor=default_image_processor(16), tokenizer=tokenizer).save_pretrained(folder)
 
 
 class TinyI3D(torch.nn.Module):

@@ -10,7 +10,7 @@ The names below are imported on first use (PEP 562), so importing the package st
 from cascade.utils.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "cascade.eval.clip_similarity": ["clip_preprocess", "clipsim"],
+    "cascade.eval.clip_similarity": ["clip_preprocess", "clipsim", "default_image_processor"],
     "cascade.eval.detector": ["I3D_SHA256", "I3D_URL", "cached_download", "load_torchscript"],
     "cascade.eval.features": ["feature_statistics"],
     "cascade.eval.fid": ["frame_fid"],

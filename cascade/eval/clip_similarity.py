@@ -9,36 +9,38 @@ from cascade.eval.video_input import to_video_tensor
 from cascade.utils.checks import check_int
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def clip_preprocess(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """CLIP image preprocessing of ``(N, H, W, 3)`` frames in [0, 1] to ``(N, 3, size, size)`` model input.
+def default_image_processor(size: int):
+    """``CLIPImageProcessor`` with CLIP's preprocessing (that of ``openai/clip-vit-base-patch32``'s
+    ``preprocessor_config.json``: bicubic resize of the shorter side, centre crop, CLIP's mean and std) at
+    image size ``size``, for a model given with a tokenizer only. Its PIL backend, whose resize is that of
+    OpenAI's CLIP preprocessing (PIL bicubic), whether or not torchvision is installed."""
+    try:
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor  # transformers >= 5
+    except ImportError:  # transformers 4: CLIPImageProcessor is the PIL one
+        from transformers import CLIPImageProcessor
 
-    As CLIP's (and ``CLIPImageProcessor``'s) defaults: bicubic resize of the shorter side to ``size``
-    (long side ``int(long * size / short)``; PyTorch antialiased bicubic instead of PIL's), centre crop to
-    ``size`` x ``size``, normalisation with CLIP's mean and std.
+    check_int("size", size, minimum=1)
+    return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+
+def clip_preprocess(frames: torch.Tensor, image_processor) -> torch.Tensor:
+    """CLIP model input ``(N, 3, S, S)`` of ``(N, H, W, 3)`` frames in [0, 1], through ``image_processor``
+    (a transformers ``CLIPImageProcessor``), the preprocessing of published CLIPSIM and CLIPScore numbers.
+
+    The frames are rounded to uint8 first, as the images CLIP was evaluated on are (the processor's PIL
+    resize quantises float images to uint8 the same way).
     """
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] != 3:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise ValueError(f"frames must be a (N, H, W, 3) tensor in [0, 1]; got {shape}")
-    check_int("size", size, minimum=1)
-    images = frames.permute(0, 3, 1, 2)  # (N, 3, H, W)
-    height, width = images.shape[-2:]
-    short = min(height, width)
-    new_height, new_width = (
-        (size, int(width * size / short)) if height == short else (int(height * size / short), size)
-    )
-    if (new_height, new_width) != (height, width):
-        images = F.interpolate(
-            images, size=(new_height, new_width), mode="bicubic", align_corners=False, antialias=True
-        ).clamp(0.0, 1.0)
-    top, left = (new_height - size) // 2, (new_width - size) // 2
-    images = images[..., top : top + size, left : left + size]  # (N, 3, size, size)
-    mean = images.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = images.new_tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (images - mean) / std
+    if not callable(image_processor):
+        raise ValueError(
+            f"image_processor must be a transformers CLIPImageProcessor; got {type(image_processor).__name__}"
+        )
+    images = (frames.float() * 255.0).round().to(torch.uint8).cpu().numpy()  # (N, H, W, 3)
+    return image_processor(images=list(images), return_tensors="pt")["pixel_values"]
 
 
 def _check_captions(captions, count: int) -> list[str]:
@@ -55,9 +57,9 @@ def _check_captions(captions, count: int) -> list[str]:
 
 
 def _load_default(model_name: str):
-    from transformers import CLIPModel, CLIPTokenizer
+    from transformers import CLIPModel, CLIPProcessor
 
-    return CLIPModel.from_pretrained(model_name, use_safetensors=True), CLIPTokenizer.from_pretrained(
+    return CLIPModel.from_pretrained(model_name, use_safetensors=True), CLIPProcessor.from_pretrained(
         model_name
     )
 
@@ -79,15 +81,17 @@ def clipsim(
     Convention: per frame ``max(cos(E_image(frame), E_text(caption)), 0)`` -- CLIPScore (Hessel et al.
     2021) with weight 1 instead of 100 -- averaged over the frames of a video, then over videos. With
     ``openai/clip-vit-base-patch32`` published MSR-VTT values are about 0.29-0.31 (e.g. Make-A-Video,
-    VideoFusion). Frames are preprocessed by :func:`clip_preprocess` at the model's image size; captions
-    are tokenised with truncation to the model's context length.
+    VideoFusion). Frames are preprocessed by the processor's ``CLIPImageProcessor``
+    (:func:`clip_preprocess`), as published numbers are; captions are tokenised with truncation to the
+    model's context length.
 
     Args:
         videos: ``(B, F, H, W, 3)`` float in [0, 1] or uint8.
         captions: ``B`` non-empty strings, one per video.
         model: a loaded ``transformers.CLIPModel`` (with ``processor``); ``None`` loads ``model_name``
-            with ``CLIPModel.from_pretrained`` and ``CLIPTokenizer.from_pretrained``.
-        processor: a ``CLIPProcessor`` or CLIP tokenizer for ``model`` (only its tokenizer is used).
+            with ``CLIPModel.from_pretrained`` and ``CLIPProcessor.from_pretrained``.
+        processor: the ``CLIPProcessor`` of ``model`` (its tokenizer and image processor), or a CLIP tokenizer
+            alone, which takes :func:`default_image_processor` at the model's image size.
         model_name: the checkpoint loaded when ``model`` is ``None``.
         batch_size: frames per image-encoder call.
         device: device the model runs on.
@@ -109,6 +113,9 @@ def clipsim(
         if not hasattr(model, part):
             raise ValueError(f"model must be a transformers CLIPModel; {type(model).__name__} has no {part}")
     tokenizer = getattr(processor, "tokenizer", processor)
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        image_processor = default_image_processor(model.config.vision_config.image_size)
     model = model.to(device).eval()
     tokens = tokenizer(
         captions,
@@ -121,10 +128,9 @@ def clipsim(
         input_ids=tokens["input_ids"].to(device), attention_mask=tokens["attention_mask"].to(device)
     ).pooler_output
     text = F.normalize(model.text_projection(text).float(), dim=-1)  # (B, P)
-    size = model.config.vision_config.image_size
     image = []
     for batch in clips.flatten(0, 1).split(batch_size):  # (n, H, W, 3)
-        pixels = clip_preprocess(batch, size).to(device=device, dtype=model.dtype)  # (n, 3, size, size)
+        pixels = clip_preprocess(batch, image_processor).to(device=device, dtype=model.dtype)  # (n, 3, S, S)
         pooled = model.vision_model(pixel_values=pixels).pooler_output
         image.append(F.normalize(model.visual_projection(pooled).float(), dim=-1))  # (n, P)
     image = torch.cat(image).reshape(clips.shape[0], clips.shape[1], -1)  # (B, F, P)

@@ -104,10 +104,13 @@ def check_references(videos: list[np.ndarray], references: list[np.ndarray], nam
 
 
 def _load_clip(folder: Path, device: str):
-    from transformers import CLIPModel, CLIPTokenizer
+    """The CLIP model of ``folder`` and its ``CLIPProcessor``; a folder without an image processor
+    (``preprocessor_config.json``) gives its tokenizer, and CLIPSIM takes CLIP's preprocessing."""
+    from transformers import CLIPModel, CLIPProcessor, CLIPTokenizer
 
     model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
-    return model.to(device), CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+    load = CLIPProcessor if (folder / "preprocessor_config.json").is_file() else CLIPTokenizer
+    return model.to(device), load.from_pretrained(folder, local_files_only=True)
 
 
 def compute_metrics(metrics: list[str], videos: list[np.ndarray], inputs: SuiteInputs) -> tuple[list, dict]:
