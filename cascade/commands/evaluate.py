@@ -105,7 +105,11 @@ def add_parsers(commands) -> None:
         help="CSV column holding reference video paths or ids (default: detected)",
     )
     parser.add_argument(
-        "--clip-model", type=Path, metavar="DIR", help="local CLIP checkpoint folder, enables clipsim"
+        "--clip-model",
+        type=Path,
+        metavar="DIR",
+        help="local CLIP checkpoint folder (CLIPModel and its CLIPProcessor, whose CLIPImageProcessor "
+        "preprocesses the frames; with a tokenizer only, CLIP's own preprocessing), enables clipsim",
     )
     parser.add_argument(
         "--i3d", type=Path, metavar="PATH", help="local I3D TorchScript file, enables fvd and kvd"

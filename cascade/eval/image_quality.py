@@ -68,7 +68,9 @@ def ssim(videos: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor
     K2 = 0.03, data range 1, computed per RGB channel and averaged; the SSIM map is averaged over the pixels
     whose window lies inside the frame. This equals ``skimage.metrics.structural_similarity(truth, frame,
     data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``.
-    Frames must be at least 11x11. Computed in float64.
+    Frames must be at least 11x11. Computed in float64. torchmetrics' ``structural_similarity_index_measure``
+    reflect-pads the frame and averages its map over every pixel, so its number differs slightly; its map
+    agrees with this one on the pixels averaged here.
     """
     generated, truth = _paired(videos, reference, torch.float64, min_size=SSIM_WINDOW)
     batch, frames, height, width, _ = generated.shape
@@ -142,8 +144,9 @@ def _lpips_package_model(device: str | torch.device) -> Callable[[torch.Tensor, 
         package = importlib.import_module("lpips")
     except ImportError as error:
         raise ImportError(
-            "lpips with backbone=None needs the `lpips` package (pip install lpips), which loads "
-            "AlexNet weights; or pass backbone= and weights="
+            "lpips with backbone=None needs the `lpips` package (pip install lpips, or the evaluation "
+            "extra: pip install 'cascade-video[evaluation]'), which loads AlexNet weights; or pass backbone= "
+            "and weights="
         ) from error
     return package.LPIPS(net="alex", verbose=False).to(device).eval()
 
