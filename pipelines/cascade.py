@@ -24,9 +24,10 @@ from cascade.utils.checks import check_optional_int
 from cascade.utils.package_data import shipped_path
 
 from .hub_loading import MODEL_INDEX, WEIGHT_HASHES, CodeFilesMixin, local_folder
-from .inputs import check_output_type, fit_videos
+from .inputs import check_output_type, fit_videos, video_to_tensor
 from .interpolation import InterpolationPipeline
 from .keyframes import KeyframesPipeline
+from .memory_estimate import preflight_cascade
 from .spatial_sr import SpatialSRPipeline
 from .spatiotemporal_sr import SpatioTemporalSRPipeline
 from .stages import STAGE_NAMES, stage
@@ -308,6 +309,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
                 f"keyframes does); first stage is {first!r} and video is {'given' if video is not None else 'None'}."
             )
         check_optional_int("seed", seed)
+        self._preflight(prompt, video, stage_kwargs, return_stage_outputs)
 
         embeddings = self._encode_prompt(prompt, negative_prompt)
         stage_frames = {}
@@ -403,6 +405,16 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             if return_dict
             else (result.frames, stage_frames)
         )
+
+    def _preflight(self, prompt, video, stage_kwargs: dict, return_stage_outputs: bool) -> None:
+        """Refuses, before any stage runs, a call one of whose stages cannot fit in memory
+        (:func:`~cascade.pipelines.memory_estimate.preflight_cascade`); each stage checks its own call again."""
+        if video is None:
+            videos, shape = 1 if isinstance(prompt, str) else len(prompt), None
+        else:
+            first = next(iter(self.stages.values()))
+            videos, _, *shape = video_to_tensor(video, first.video_processor).shape  # (B, 3, F, H, W)
+        preflight_cascade(self, videos, shape, stage_kwargs, return_stage_outputs)
 
     def _postprocess(self, name: str, frames: torch.Tensor, output_type: str):
         """Stage ``name``'s ``pt`` frames ``(B, F, 3, H, W)`` in [0, 1] as ``output_type``."""

@@ -5,7 +5,8 @@ A stage pipeline writes its ``__call__`` with the arguments that are its own and
 (the super-resolution stages share ``video`` and ``noise_level``), then the stage's own (``num_frames``,
 ``window``, ...), then the rest, as diffusers' video pipelines order them. ``inspect.signature`` and
 ``help`` show every argument. A call binds its arguments, checks them all with the pipeline's
-``check_inputs`` (keyword arguments, before any model runs), runs the opening every stage shares (guidance
+``check_inputs`` (keyword arguments, before any model runs), refuses a call whose estimated peak memory
+does not fit (:mod:`.memory_estimate`), runs the opening every stage shares (guidance
 state, prompt encoding: :meth:`~cascade.pipelines.stage_base.VideoStagePipeline.begin_call`), and hands the
 stage's body a :class:`StageCall` with the common arguments, the prompts encoded.
 """
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+
+from .memory_estimate import preflight
 
 _EMPTY = inspect.Parameter.empty
 
@@ -204,6 +207,7 @@ def stage_call(family: tuple[Argument, ...] = (), **defaults) -> Callable:
             arguments = dict(bound.arguments)
             del arguments["self"]
             self.check_inputs(**arguments)
+            preflight(self, arguments)
             call = StageCall(
                 **{name: arguments[name] for name in COMMON_NAMES},
                 inputs={name: arguments[name] for name in family_names},
