@@ -20,11 +20,13 @@ import torch
 from diffusers import ModelMixin, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import AttentionMixin
+from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
+from diffusers.models.unets.unet_2d_blocks import CrossAttnUpBlock2D, UpBlock2D
 from diffusers.utils import BaseOutput
 from torch import nn
 
 from cascade.ops.frames import fold_frames, unfold_frames
-from cascade.utils.checks import check_bool, check_int
+from cascade.utils.checks import check_bool, check_int, check_number, is_int
 
 from .temporal_layers import TemporalAttention, TemporalConvolution
 
@@ -266,6 +268,81 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
 
     def delete_adapters(self, *args, **kwargs):
         return self.unet.delete_adapters(*args, **kwargs)
+
+    # FreeU, fused projections and attention slicing: the diffusers UNet conventions pipelines reach for
+    # (StableDiffusionMixin, DiffusionPipeline.enable_attention_slicing), each acting on this model for real.
+    def enable_freeu(self, s1: float, s2: float, b1: float, b2: float) -> None:
+        """Turns FreeU on (Si et al. 2023, "FreeU: Free Lunch in Diffusion U-Net", arXiv:2309.11497): in the two
+        lowest-resolution up blocks of the 2D UNet, the backbone features are scaled by ``b1`` / ``b2`` (half
+        their channels) and the low frequencies of the skip features by ``s1`` / ``s2``, frame by frame as in
+        diffusers' ``UNetMotionModel``; the temporal layers are left as they are. Applied by diffusers' up
+        blocks, so it needs them to be ``UpBlock2D`` or ``CrossAttnUpBlock2D`` (``ValueError`` otherwise:
+        other blocks ignore the factors). :meth:`disable_freeu` restores the model's output bit for bit.
+        Values the paper gives for SD 1.5: ``s1=0.9, s2=0.2, b1=1.2, b2=1.4``."""
+        for name, value in (("s1", s1), ("s2", s2), ("b1", b1), ("b2", b2)):
+            check_number(name, value)
+        unsupported = [
+            type(block).__name__
+            for block in list(self.unet.up_blocks)[:2]
+            if not isinstance(block, UpBlock2D | CrossAttnUpBlock2D)
+        ]
+        if unsupported:
+            raise ValueError(
+                "FreeU acts in the two lowest-resolution up blocks, which must be UpBlock2D or "
+                f"CrossAttnUpBlock2D; this UNet's are {unsupported}, which would ignore it."
+            )
+        self.unet.enable_freeu(s1=s1, s2=s2, b1=b1, b2=b2)
+
+    def disable_freeu(self) -> None:
+        """Turns FreeU (:meth:`enable_freeu`) off."""
+        self.unet.disable_freeu()
+
+    def _attention_modules(self) -> list[Attention]:
+        """Every diffusers ``Attention`` of the model: the 2D UNet's, then the temporal layers'."""
+        return [module for module in self.modules() if isinstance(module, Attention)]
+
+    def fuse_qkv_projections(self) -> None:
+        """Fuses the query, key and value projections of every attention, spatial and temporal, into one matrix
+        (key and value for a cross-attention) and runs them with diffusers' ``FusedAttnProcessor2_0``: the same
+        output up to float rounding, with fewer, larger matrix products. :meth:`unfuse_qkv_projections` puts
+        the processors in use before back. Attention with added key/value projections is refused
+        (``ValueError``), as diffusers' ``UNet2DConditionModel`` refuses it."""
+        added = sorted(
+            {type(p).__name__ for p in self.attn_processors.values() if "Added" in type(p).__name__}
+        )
+        if added:
+            raise ValueError(
+                f"fused projections do not support attention with added key/value projections {added}."
+            )
+        self._unfused_processors = self.attn_processors
+        for module in self._attention_modules():
+            module.fuse_projections()
+        self.set_attn_processor(FusedAttnProcessor2_0())
+
+    def unfuse_qkv_projections(self) -> None:
+        """Puts back the attention processors that :meth:`fuse_qkv_projections` replaced (nothing to do when
+        the projections are not fused)."""
+        unfused = getattr(self, "_unfused_processors", None)
+        if unfused is not None:
+            self.set_attn_processor(dict(unfused))
+            self._unfused_processors = None
+
+    def set_attention_slice(self, slice_size: str | int | None = "auto") -> None:
+        """Computes every attention, spatial and temporal, a slice of its batch-times-heads at a time (less
+        memory, same output up to float rounding); what diffusers' ``DiffusionPipeline.enable_attention_slicing``
+        calls. ``slice_size``: ``"auto"`` (half the heads of each attention), ``"max"`` (one at a time), an int
+        no larger than the fewest heads of any attention, or ``None`` (slicing off: diffusers' default
+        processor on every attention, as for a 2D UNet)."""
+        modules = self._attention_modules()
+        fewest = min(module.sliceable_head_dim for module in modules)
+        if slice_size not in ("auto", "max", None) and not (is_int(slice_size) and 1 <= slice_size <= fewest):
+            raise ValueError(
+                f"`slice_size` must be 'auto', 'max', None or an int in [1, {fewest}] (the fewest heads of an "
+                f"attention of this model), got {slice_size!r}."
+            )
+        for module in modules:
+            heads = module.sliceable_head_dim
+            module.set_attention_slice({"auto": max(heads // 2, 1), "max": 1}.get(slice_size, slice_size))
 
     def forward(
         self,
