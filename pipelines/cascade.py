@@ -23,7 +23,7 @@ from cascade.utils.atomic import write_folder_atomically
 from cascade.utils.checks import check_optional_int
 from cascade.utils.package_data import shipped_path
 
-from .hub_loading import MODEL_INDEX, WEIGHT_HASHES, CodeFilesMixin, local_folder
+from .hub_loading import MODEL_INDEX, WEIGHT_HASHES, CodeFilesMixin, check_save_directory, local_folder
 from .inputs import check_output_type, fit_videos, video_to_tensor
 from .interpolation import InterpolationPipeline
 from .keyframes import KeyframesPipeline
@@ -217,14 +217,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         ``DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=True)`` loads the cascade too,
         each stage as a component (see :mod:`~cascade.pipelines.hub_loading`). Written to a temporary folder
         first, then renamed, so a failed save leaves nothing half-written."""
-        target = Path(save_directory).resolve()
-        if target.exists() and (
-            not target.is_dir() or (any(target.iterdir()) and not (target / INDEX_FILE).is_file())
-        ):
-            raise ValueError(
-                f"`save_directory` {str(target)!r} exists and is not an empty folder or a saved cascade; "
-                "give a new folder."
-            )
+        target = check_save_directory(save_directory, INDEX_FILE, "cascade")
 
         def write(partial: Path) -> None:
             for name, pipeline in self.stages.items():

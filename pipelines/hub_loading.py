@@ -88,6 +88,23 @@ class CodeFilesMixin:
         super().save_config(save_directory, push_to_hub=push_to_hub, **kwargs)
 
 
+def check_save_directory(save_directory: str | os.PathLike, index_file: str, what: str) -> Path:
+    """``save_directory`` resolved, when saving ``what`` there may replace it: a folder that does not exist, is
+    empty, or holds a saved ``what`` (its ``index_file``); ``ValueError`` otherwise, since the save puts a
+    new folder in its place (and would delete what else it holds)."""
+    if not isinstance(save_directory, str | os.PathLike):
+        raise ValueError(f"`save_directory` must be a str or path, got {save_directory!r}.")
+    target = Path(save_directory).resolve()
+    if target.exists() and (
+        not target.is_dir() or (any(target.iterdir()) and not (target / index_file).is_file())
+    ):
+        raise ValueError(
+            f"`save_directory` {str(target)!r} exists and is not an empty folder or a saved {what}; "
+            "give a new folder."
+        )
+    return target
+
+
 def class_name_entry(pipeline_class: type) -> str | list[str]:
     """The ``_class_name`` that ``model_index.json`` records for ``pipeline_class``: ``[<module>_pipeline,
     <class>]`` for a class ``cascade.pipelines`` exports, so that diffusers looks for the code file; the bare

@@ -22,12 +22,14 @@ from cascade.models.video_unet import VideoUNet, downsampling_factor
 from cascade.ops.latents import decode_video, encode_video
 from cascade.ops.text import encode_text
 from cascade.ops.windows import run_in_windows
+from cascade.utils.atomic import write_folder_atomically
 from cascade.utils.checks import check_int, check_number, check_tensor_shape
 from cascade.utils.devices import warn_if_emulated
 
 from .hub_loading import (
     MODEL_INDEX,
     CodeFilesMixin,
+    check_save_directory,
     local_folder,
     pickled_only_weights,
     saved_pipeline_class,
@@ -113,6 +115,20 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         # diffusers recorded the folder it loaded: for a repo id, the snapshot in the cache
         pipeline.register_to_config(_name_or_path=pretrained_model_name_or_path)
         return pipeline
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """diffusers' ``DiffusionPipeline.save_pretrained`` (with the code files and weight hashes of
+        :class:`~cascade.pipelines.hub_loading.CodeFilesMixin`), written to a hidden folder beside
+        ``save_directory`` and then put in its place (:func:`~cascade.utils.atomic.write_folder_atomically`): a
+        save that fails or is killed leaves the folder as it was, a full disk raising an ``OSError`` naming it.
+        ``save_directory`` must be new, empty or a saved pipeline (``ValueError`` otherwise: it is replaced
+        as a whole). With ``push_to_hub=True`` the repo id defaults to the folder's name, as in diffusers."""
+        target = check_save_directory(save_directory, MODEL_INDEX, "pipeline")
+        if kwargs.get("push_to_hub"):
+            kwargs.setdefault("repo_id", target.name)
+        write_folder_atomically(
+            target, lambda partial: super(VideoStagePipeline, self).save_pretrained(partial, **kwargs)
+        )
 
     @property
     def vae_scale_factor(self) -> int:

@@ -5,8 +5,6 @@ the estimate is within 2x of the measured peak on the demo cascade's stages."""
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from cascade.pipelines.memory_estimate import RequestTooLargeError, call_shape, 
 from cascade.pipelines.spatial_sr import SpatialSRPipeline
 from cascade.pipelines.stage_base import VideoStagePipeline
 from cascade.pipelines.stages import stage
+from cascade.testing import fresh_interpreter
 from cascade.testing.tiny_models import tiny_keyframes_components, tiny_super_resolution_components
 
 PROMPT = "a red circle moving right"
@@ -62,13 +61,8 @@ def measure(name: str, settings: dict) -> None:
     ],
 )
 def test_the_estimate_is_within_2x_of_the_measured_peak(name, settings):
-    child = subprocess.run(
-        [sys.executable, "-c", f"from {__name__} import measure; measure({name!r}, {settings!r})"],
-        cwd=Path(__file__).parent,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    child = fresh_interpreter.run(
+        f"from {__name__} import measure; measure({name!r}, {settings!r})", Path(__file__).parent
     )
     assert child.returncode == 0, child.stderr[-2000:]
     result = json.loads(child.stdout.strip().splitlines()[-1])

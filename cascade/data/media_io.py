@@ -6,6 +6,7 @@ a bad file without swallowing unrelated errors. Files are written atomically
 (:func:`cascade.utils.atomic.write_atomically`).
 """
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +148,8 @@ def read_video(path) -> np.ndarray:
 def write_video(frames, path, fps: int) -> None:
     """Writes ``frames`` (uint8 ``(F, H, W, 3)`` or a list of PIL images) to ``path``, a :data:`WRITE_SUFFIXES`
     file (``.npz``: lossless; ``.mp4`` and ``.gif`` through diffusers' ``export_to_video``/``export_to_gif``,
-    at ``fps`` frames per second), through a temporary file renamed into place."""
+    at ``fps`` frames per second), through a temporary file renamed into place. An mp4 is probed before it
+    is renamed: one ffmpeg could not finish (a full disk) raises an ``OSError`` as a failed write does."""
     path = _check_path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
@@ -166,5 +168,21 @@ def write_video(frames, path, fps: int) -> None:
     images = [
         frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame)) for frame in frames
     ]
-    export = export_to_gif if suffix == ".gif" else export_to_video
-    write_atomically(path, lambda partial: export(images, str(partial), fps=fps))
+    if suffix == ".gif":
+        write_atomically(path, lambda partial: export_to_gif(images, str(partial), fps=fps))
+        return
+
+    def encode(partial: Path) -> None:
+        export_to_video(images, str(partial), fps=fps)
+        try:  # ffmpeg runs in a process of its own: a write it could not finish is not raised here
+            written = probe_video(partial).num_frames
+        except MediaReadError:
+            written = 0
+        if written != len(images):
+            raise OSError(
+                errno.EIO,
+                f"cannot write {str(path)!r}: the encoder wrote {written} of {len(images)} frames (is the disk "
+                "full, or a file size limit such as `ulimit -f` reached?); nothing of it was written",
+            )
+
+    write_atomically(path, encode)
