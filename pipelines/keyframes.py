@@ -22,6 +22,7 @@ from cascade.utils.checks import check_choice, check_int, check_number
 from .editing import EditingMixin
 from .given_frames import given_frames
 from .known_frames import CONDITIONING_METHODS, KnownFrames
+from .sample_space import check_sample_space
 from .stage_base import VideoStagePipeline
 from .stage_call import StageCall, stage_call
 
@@ -101,6 +102,7 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoa
                 f"`unet` reads {self.unet.conditioning_channels} conditioning channels; a keyframes UNet reads none "
                 "(conditioning stages use their own pipelines)."
             )
+        check_sample_space(self.unet.in_channels, self.vae)
         check_int("num_frames", num_frames, minimum=1)
         height, width = self.frame_size(height, width)
         for name, value in (("height", height), ("width", width)):

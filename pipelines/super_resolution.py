@@ -22,6 +22,7 @@ from cascade.ops.frames import resize_frames
 from cascade.utils.checks import check_int
 
 from .inputs import video_to_tensor
+from .sample_space import check_sample_space
 from .stage_base import VideoStagePipeline
 from .stage_call import Argument, StageCall
 
@@ -53,17 +54,24 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
     as a class label), ``scheduler`` (any diffusers scheduler), ``low_res_scheduler`` (the DDPM schedule
     that noises the low-resolution video), ``text_encoder`` and ``tokenizer`` (CLIP), optional ``vae``.
 
+    ``low_res_scheduler=None`` builds, saves and loads, as diffusers' Stable Diffusion x4 upscaler allows, but
+    a call then raises a ``ValueError`` naming it (the x4 upscaler fails with an ``AttributeError`` inside
+    its call): noise conditioning augmentation needs the schedule, and there is no default for it.
+
     Args:
         upscale_factor: output frame size over input frame size; default: the VAE's scale factor with a
             VAE (the x4 upscaler's layout), 4 without.
-        max_noise_level: the highest ``noise_level`` allowed (the x4 upscaler's 350).
+        max_noise_level: the highest ``noise_level`` allowed (the x4 upscaler's 350); below the
+            ``low_res_scheduler``'s number of levels.
     """
+
+    _optional_components = ["vae", "low_res_scheduler"]
 
     def __init__(
         self,
         unet: VideoUNet | UNet2DConditionModel,
         scheduler: SchedulerMixin,
-        low_res_scheduler: DDPMScheduler,
+        low_res_scheduler: DDPMScheduler | None,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         vae: AutoencoderKL | None = None,
@@ -75,10 +83,13 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
         if upscale_factor is None:
             upscale_factor = self.vae_scale_factor if vae is not None else PIXEL_UPSCALE_FACTOR
         check_int("upscale_factor", upscale_factor, minimum=1)
-        levels = low_res_scheduler.config.num_train_timesteps
-        check_int(
-            "max_noise_level", max_noise_level, 0, levels - 1, meaning=" (the low_res_scheduler's levels)"
-        )
+        if low_res_scheduler is None:
+            check_int("max_noise_level", max_noise_level, minimum=0)
+        else:
+            levels = low_res_scheduler.config.num_train_timesteps
+            check_int(
+                "max_noise_level", max_noise_level, 0, levels - 1, meaning=" (the low_res_scheduler's levels)"
+            )
         self.register_to_config(upscale_factor=upscale_factor, max_noise_level=max_noise_level)
 
     def output_shape(self, num_frames, size, settings: dict) -> tuple:
@@ -105,6 +116,19 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
             raise ValueError(
                 f"`unet` reads {config.in_channels} channels for {config.out_channels} noisy ones; a "
                 "super-resolution UNet reads 3 more (the low-resolution RGB frames)."
+            )
+        check_sample_space(config.out_channels, self.vae)
+        if self.low_res_scheduler is None:
+            raise ValueError(
+                "`low_res_scheduler` is None; a super-resolution stage noises the low-resolution video with it "
+                "(noise conditioning augmentation): set `pipe.low_res_scheduler`, e.g. to the DDPMScheduler the "
+                "UNet was trained with."
+            )
+        levels = self.low_res_scheduler.config.num_train_timesteps
+        if self.config.max_noise_level >= levels:
+            raise ValueError(
+                f"`low_res_scheduler` has {levels} noise levels, too few for max_noise_level="
+                f"{self.config.max_noise_level}: it needs at least {self.config.max_noise_level + 1}."
             )
         if self.spatial_unet.class_embedding is None:
             raise ValueError(
