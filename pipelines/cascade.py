@@ -242,7 +242,10 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         ``verify_weights=False``; a file that differs raises
         :class:`~cascade.pipelines.hub_loading.WeightsChangedError` naming it."""
         verify = kwargs.get("verify_weights", True)
+        allow_pickled = kwargs.get("use_safetensors") is False
         folder = local_folder(pretrained_path, INDEX_FILE, _saved_stage_files, kwargs)  # checks the hashes
+        if allow_pickled:  # local_folder turned the opt-in into diffusers' None; each stage reads it again
+            kwargs["use_safetensors"] = False
         kwargs["verify_weights"] = verify is True and not (folder / WEIGHT_HASHES).is_file()  # not twice
         index_path = folder / INDEX_FILE
         if not index_path.is_file():

@@ -192,9 +192,16 @@ def local_folder(
     pickled weights unless ``kwargs["use_safetensors"] is False``. The Hub keyword arguments (``cache_dir``,
     ``force_download``, ``token``, ``revision``, ``local_files_only``) and ``verify_weights`` are taken out of
     ``kwargs``.
+
+    ``use_safetensors=False``, the opt-in to pickled weights, becomes ``None`` in ``kwargs`` for the loader that
+    follows: each component then loads its safetensors file where it has one, else its pickled weights.
+    diffusers and transformers read ``False`` as "pickled weights only", and a folder saved with
+    ``safe_serialization=False`` still holds safetensors (transformers 5 saves a text encoder no other way).
     """
     verify = check_bool("verify_weights", kwargs.pop("verify_weights", True))
     folder = _resolve_folder(name_or_path, index_name, files, kwargs)
+    if kwargs.get("use_safetensors") is False:
+        kwargs["use_safetensors"] = None
     if verify:
         check_weight_hashes(folder)
     return folder
