@@ -24,7 +24,7 @@ from cascade.utils.checks import check_optional_int
 from cascade.utils.package_data import shipped_path
 
 from .hub_loading import MODEL_INDEX, WEIGHT_HASHES, CodeFilesMixin, check_save_directory, local_folder
-from .inputs import check_output_type, fit_videos, video_to_tensor
+from .inputs import check_generator, check_output_type, fit_videos, video_to_tensor
 from .interpolation import InterpolationPipeline
 from .keyframes import KeyframesPipeline
 from .memory_estimate import preflight_cascade
@@ -160,7 +160,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             if reserved & set(settings):
                 raise ValueError(
                     f"`{argument}[{name!r}]` sets {sorted(reserved & set(settings))}, which the cascade "
-                    "sets itself; use `seed` instead of `generator`."
+                    "sets itself; use `seed` instead of `generator` there (or the cascade's own `generator`)."
                 )
             accepted = set(inspect.signature(self.stages[name].__call__).parameters) | {"seed"}
             unknown_settings = sorted(set(settings) - accepted)
@@ -206,6 +206,13 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
     def enable_model_cpu_offload(self, **kwargs) -> None:
         for pipeline in self.stages.values():
             pipeline.enable_model_cpu_offload(**kwargs)
+
+    def enable_sequential_cpu_offload(self, **kwargs) -> None:
+        """diffusers' ``enable_sequential_cpu_offload`` (``kwargs``: its ``gpu_id``, ``device``) on every stage:
+        each submodule moves to the accelerator only while it runs. diffusers' own method would find no model
+        among the cascade's components, which are pipelines, and offload nothing."""
+        for pipeline in self.stages.values():
+            pipeline.enable_sequential_cpu_offload(**kwargs)
 
     def set_progress_bar_config(self, **kwargs) -> None:
         for pipeline in self.stages.values():
@@ -280,6 +287,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         output_type: str = "np",
         return_stage_outputs: bool = False,
         return_dict: bool = True,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> CascadePipelineOutput | tuple:
         """Generates a video for ``prompt`` through every stage.
 
@@ -289,9 +297,13 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             stage_kwargs: per-stage settings, e.g. ``{"keyframes": {"num_inference_steps": 25,
                 "guidance_scale": 9.0, "seed": 1}, "interpolation": {"interpolation_factor": 4},
                 "spatiotemporal_sr": {"noise_level": 50}}``; ``seed`` in a stage's dict seeds that stage.
-            seed: seeds every stage without a seed of its own (stage ``i`` gets ``seed + i``).
+            seed: seeds every stage without a seed of its own (stage ``i`` gets ``seed + i``); a shorthand
+                for ``generator``, which cannot be given with it.
             output_type: ``np``, ``pt`` or ``pil`` for the final frames.
             return_stage_outputs: also return each stage's frames.
+            generator: as diffusers' pipelines take it: one ``torch.Generator``, or a list of one per prompt;
+                every stage without a seed of its own draws from it in turn, so the same generator state
+                gives the same video.
         """
         stage_kwargs = self._check_stage_kwargs("stage_kwargs", dict(stage_kwargs or {}))
         stage_kwargs = {
@@ -305,6 +317,12 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
                 f"keyframes does); first stage is {first!r} and video is {'given' if video is not None else 'None'}."
             )
         check_optional_int("seed", seed)
+        if seed is not None and generator is not None:
+            raise ValueError(
+                f"Give `seed` or `generator`, not both (got seed={seed} and a generator): `seed` is a shorthand "
+                "for a generator seeded with it."
+            )
+        check_generator(generator, len(prompt) if isinstance(prompt, list) else 1)
         self._preflight(prompt, video, stage_kwargs, return_stage_outputs)
 
         embeddings = self._encode_prompt(prompt, negative_prompt)
@@ -313,14 +331,14 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         for index, (name, pipeline) in enumerate(self.stages.items()):
             settings = dict(stage_kwargs.get(name, {}))
             stage_seed = settings.pop("seed", None if seed is None else seed + index)
-            generator = None if stage_seed is None else torch.Generator().manual_seed(stage_seed)
+            stage_generator = generator if stage_seed is None else torch.Generator().manual_seed(stage_seed)
             positive, negative = embeddings[id(pipeline.text_encoder)]
             inputs = {"video": video} if stage(name).takes_video else {}
             last = index == len(names) - 1
             result = pipeline(
                 prompt_embeds=positive,
                 negative_prompt_embeds=negative,
-                generator=generator,
+                generator=stage_generator,
                 output_type=output_type if last and not return_stage_outputs else "pt",
                 **inputs,
                 **settings,

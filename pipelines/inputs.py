@@ -65,6 +65,13 @@ def check_generator(generator, batch_size: int) -> None:
 def check_callback_inputs(callback_inputs, allowed) -> None:
     if callback_inputs is None:
         return
+    if not isinstance(callback_inputs, list | tuple) or not all(
+        isinstance(name, str) for name in callback_inputs
+    ):
+        raise ValueError(
+            f"`callback_on_step_end_tensor_inputs` must be a list of names from {list(allowed)}, got "
+            f"{callback_inputs!r:.100}."
+        )
     unknown = [name for name in callback_inputs if name not in allowed]
     if unknown:
         raise ValueError(f"`callback_on_step_end_tensor_inputs` has {unknown}, allowed: {list(allowed)}.")
@@ -79,8 +86,10 @@ def video_to_tensor(video, processor, name: str = "video") -> torch.Tensor:
     if isinstance(video, (np.ndarray, torch.Tensor)):
         channel_axis = -1 if isinstance(video, np.ndarray) else 2
         layout = "(B, F, H, W, 3)" if isinstance(video, np.ndarray) else "(B, F, 3, H, W)"
-        if video.ndim != 5 or video.shape[channel_axis] != 3:
-            raise ValueError(f"`{name}` must have shape {layout}, got {tuple(video.shape)}.")
+        if video.ndim != 5 or video.shape[channel_axis] != 3 or 0 in video.shape:
+            raise ValueError(
+                f"`{name}` must have shape {layout} with no empty axis, got {tuple(video.shape)}."
+            )
         values = torch.as_tensor(video)
         if (
             not values.is_floating_point()

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from cascade.models.video_unet import VideoUNet
+from cascade.utils.checks import check_int, check_number
 
 from .inputs import video_to_tensor
 
@@ -273,6 +274,29 @@ def preflight(pipeline, arguments: dict) -> None:
     refuse_if_too_large(type(pipeline).__name__, estimate, pipeline._execution_device, what)
 
 
+# the settings the estimate of a stage in a cascade reads before the stage has checked them, and their minimum
+SHAPE_SETTINGS = {
+    "num_frames": 1,
+    "height": 1,
+    "width": 1,
+    "window": 1,
+    "window_overlap": 0,
+    "frame_chunk_size": 1,
+    "decode_chunk_size": 1,
+    "interpolation_factor": 1,
+}
+
+
+def check_shape_settings(stage: str, settings: dict) -> None:
+    """Checks the settings of ``stage`` in a cascade's ``stage_kwargs`` that its estimate reads (the stage checks
+    them all again when it runs), naming each as ``stage_kwargs[stage][name]``."""
+    for name, minimum in SHAPE_SETTINGS.items():
+        if settings.get(name) is not None:
+            check_int(f"stage_kwargs[{stage!r}][{name!r}]", settings[name], minimum=minimum)
+    if "guidance_scale" in settings:
+        check_number(f"stage_kwargs[{stage!r}]['guidance_scale']", settings["guidance_scale"], minimum=0.0)
+
+
 def preflight_cascade(
     cascade, videos: int, video_shape: tuple | None, stage_kwargs: dict, keep: bool
 ) -> None:
@@ -287,6 +311,7 @@ def preflight_cascade(
     first = next(iter(cascade.stages))
     for name, pipeline in cascade.stages.items():
         settings = stage_kwargs.get(name, {})
+        check_shape_settings(name, settings)
         arguments = {
             parameter: settings.get(parameter, pipeline.call_default(parameter))
             for parameter in inspect.signature(pipeline.__call__).parameters

@@ -23,7 +23,7 @@ from cascade.ops.latents import decode_video, encode_video
 from cascade.ops.text import encode_text
 from cascade.ops.windows import run_in_windows
 from cascade.utils.atomic import write_folder_atomically
-from cascade.utils.checks import check_int, check_number, check_tensor_shape
+from cascade.utils.checks import check_bool, check_int, check_number, check_tensor_shape
 from cascade.utils.devices import warn_if_emulated
 
 from .hub_loading import (
@@ -236,7 +236,20 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         check_generator(generator, batch_size * num_videos_per_prompt)
         if latents is not None:
             check_tensor_shape("latents", latents, latents_shape(batch_size * num_videos_per_prompt))
+        for name, tensor in (
+            ("latents", latents),
+            ("prompt_embeds", prompt_embeds),
+            ("negative_prompt_embeds", negative_prompt_embeds),
+        ):
+            if tensor is not None and not torch.isfinite(tensor).all():
+                raise ValueError(f"`{name}` must be finite, got a tensor holding nan or inf.")
         check_output_type(output_type)
+        check_bool("return_dict", return_dict)
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise ValueError(
+                "`callback_on_step_end` must be a function fn(pipe, step, timestep, tensors) or a diffusers "
+                f"PipelineCallback, got {callback_on_step_end!r:.100}."
+            )
         if not isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
             check_callback_inputs(callback_on_step_end_tensor_inputs, self._callback_tensor_inputs)
         if decode_chunk_size is not None:
