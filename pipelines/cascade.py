@@ -20,7 +20,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from cascade.utils.atomic import write_folder_atomically
-from cascade.utils.checks import check_optional_int
+from cascade.utils.checks import check_bool, check_optional_int
 from cascade.utils.package_data import shipped_path
 
 from .hub_loading import MODEL_INDEX, WEIGHT_HASHES, CodeFilesMixin, check_save_directory, local_folder
@@ -106,7 +106,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
                 )
         self.stages = stages
         self._check_compatibility()
-        self.stage_defaults = self._check_stage_kwargs("stage_defaults", dict(stage_defaults or {}))
+        self.stage_defaults = self._check_stage_kwargs("stage_defaults", stage_defaults)
         self.register_modules(**given)
         self.register_to_config(stage_defaults=self.stage_defaults or None)
 
@@ -137,7 +137,14 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
 
     def _check_stage_kwargs(self, argument: str, stage_kwargs: dict) -> dict:
         """Checks per-stage settings (``stage_kwargs`` or ``stage_defaults``): known stages, dicts of arguments
-        the stage's ``__call__`` takes, none the cascade sets itself, int seeds. Returns them."""
+        the stage's ``__call__`` takes, none the cascade sets itself, int seeds. Returns them (a new dict; ``{}``
+        for ``None``)."""
+        if stage_kwargs is not None and not isinstance(stage_kwargs, dict):
+            raise ValueError(
+                f"`{argument}` must be a dict of per-stage settings, {{stage: {{argument: value}}}}, got "
+                f"{stage_kwargs!r:.100}."
+            )
+        stage_kwargs = dict(stage_kwargs or {})
         unknown = [name for name in stage_kwargs if name not in self.stages]
         if unknown:
             raise ValueError(
@@ -305,11 +312,13 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
                 every stage without a seed of its own draws from it in turn, so the same generator state
                 gives the same video.
         """
-        stage_kwargs = self._check_stage_kwargs("stage_kwargs", dict(stage_kwargs or {}))
+        stage_kwargs = self._check_stage_kwargs("stage_kwargs", stage_kwargs)
         stage_kwargs = {
             name: {**self.stage_defaults.get(name, {}), **stage_kwargs.get(name, {})} for name in self.stages
         }
         _check_cascade_output_type(output_type)
+        check_bool("return_stage_outputs", return_stage_outputs)
+        check_bool("return_dict", return_dict)
         first = next(iter(self.stages))
         if self.needs_video != (video is not None):
             raise ValueError(
@@ -389,9 +398,11 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         unknown = sorted(set(edit_settings) - EDIT_SETTINGS)
         if unknown:
             raise ValueError(f"`edit_settings` has {unknown}; allowed: {sorted(EDIT_SETTINGS)}.")
-        stage_kwargs = self._check_stage_kwargs("stage_kwargs", dict(stage_kwargs or {}))
+        stage_kwargs = self._check_stage_kwargs("stage_kwargs", stage_kwargs)
         check_optional_int("seed", seed)
         _check_cascade_output_type(output_type)
+        check_bool("return_stage_outputs", return_stage_outputs)
+        check_bool("return_dict", return_dict)
         keyframes = self.stages[STAGE_NAMES[0]]
         num_frames = num_frames or self.stage_defaults.get(STAGE_NAMES[0], {}).get("num_frames", 8)
         clips = fit_videos(video, num_frames, keyframes.default_size)  # (B, F, S, S, 3)
