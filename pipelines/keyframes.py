@@ -102,7 +102,7 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoa
                 f"`unet` reads {self.unet.conditioning_channels} conditioning channels; a keyframes UNet reads none "
                 "(conditioning stages use their own pipelines)."
             )
-        check_sample_space(self.unet.in_channels, self.vae)
+        check_sample_space(self.unet.in_channels, self.vae, common["output_type"])
         check_int("num_frames", num_frames, minimum=1)
         height, width = self.frame_size(height, width)
         for name, value in (("height", height), ("width", width)):

@@ -117,7 +117,7 @@ class SuperResolutionStagePipeline(VideoStagePipeline):
                 f"`unet` reads {config.in_channels} channels for {config.out_channels} noisy ones; a "
                 "super-resolution UNet reads 3 more (the low-resolution RGB frames)."
             )
-        check_sample_space(config.out_channels, self.vae)
+        check_sample_space(config.out_channels, self.vae, common["output_type"])
         if self.low_res_scheduler is None:
             raise ValueError(
                 "`low_res_scheduler` is None; a super-resolution stage noises the low-resolution video with it "

@@ -38,6 +38,12 @@ def test_a_latent_keyframes_unet_without_its_vae_is_refused():
         keyframes(pipe)
 
 
+def test_without_its_vae_a_latent_unet_still_returns_latents_when_asked_for_them():
+    pipe = KeyframesPipeline(**{**tiny_keyframes_components(latent=True), "vae": None})
+    latents = pipe("a red circle", num_frames=2, num_inference_steps=1, output_type="latent").frames
+    assert latents.shape == (1, 4, 2, 8, 8)
+
+
 def test_a_pixel_keyframes_unet_with_a_vae_is_refused():
     pipe = KeyframesPipeline(**{**tiny_keyframes_components(latent=False), "vae": tiny_vae()})
     with pytest.raises(ValueError, match="`vae` has 4 latent channels but `unet` denoises 3"):
