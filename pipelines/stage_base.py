@@ -37,7 +37,7 @@ from .hub_loading import (
 )
 from .inputs import check_callback_inputs, check_generator, check_output_type, check_prompts
 from .known_frames import KnownFrames
-from .sample_checks import check_finite_sample
+from .sample_checks import check_finite_pixels, check_finite_sample
 from .stage_call import StageCall
 
 
@@ -303,10 +303,13 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
         return encode_video(self.vae, pixels.to(self.vae.dtype), chunk_size)
 
     def decode(self, latents: torch.Tensor, decode_chunk_size: int | None) -> torch.Tensor:
-        """Pixels ``(B, 3, F, H, W)`` in [-1, 1] from the denoised sample."""
+        """Pixels ``(B, 3, F, H, W)`` in [-1, 1] from the denoised sample; a VAE whose decode overflows (float16)
+        raises :class:`~cascade.pipelines.sample_checks.NonFiniteSampleError` rather than return black frames."""
         if self.vae is None:
             return latents
-        return decode_video(self.vae, latents.to(self.vae.dtype), decode_chunk_size)
+        pixels = decode_video(self.vae, latents.to(self.vae.dtype), decode_chunk_size)
+        check_finite_pixels(pixels, type(self).__name__)
+        return pixels
 
     def denoise(
         self,

@@ -1,6 +1,7 @@
 """The NaN guard of the shared denoising loop (issue 20, part 5): a sample that turns non-finite after a
 scheduler step stops sampling with NonFiniteSampleError naming the stage, the step and what to try, instead
-of decoding a black video; the UNet runs no further step and the VAE decodes nothing."""
+of decoding a black video; the UNet runs no further step and the VAE decodes nothing. A VAE decode that
+overflows is stopped the same way."""
 
 import numpy as np
 import pytest
@@ -52,6 +53,21 @@ def test_the_guard_covers_every_stage_through_the_shared_loop():
     with pytest.raises(NonFiniteSampleError, match="SpatialSRPipeline: .* at denoising step 1 of 3"):
         pipe("a red circle", video=video, num_inference_steps=3)
     assert len(unet_calls) == 1
+
+
+def test_a_vae_decode_that_overflows_stops_with_a_clear_error():
+    pipe = KeyframesPipeline(**tiny_keyframes_components(latent=True))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.vae.decoder.register_forward_hook(lambda module, args, output: torch.full_like(output, float("inf")))
+    with pytest.raises(
+        NonFiniteSampleError, match=r"KeyframesPipeline: the VAE decoded non-finite frames .* float32"
+    ):
+        pipe("a red circle", num_frames=2, num_inference_steps=1)
+    assert (
+        pipe("a red circle", num_frames=2, num_inference_steps=1, output_type="latent")
+        .frames.isfinite()
+        .all()
+    )
 
 
 def test_a_finite_run_is_untouched():
