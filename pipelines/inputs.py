@@ -86,10 +86,10 @@ def video_to_tensor(video, processor, name: str = "video") -> torch.Tensor:
     if isinstance(video, (np.ndarray, torch.Tensor)):
         channel_axis = -1 if isinstance(video, np.ndarray) else 2
         layout = "(B, F, H, W, 3)" if isinstance(video, np.ndarray) else "(B, F, 3, H, W)"
-        if video.ndim != 5 or video.shape[channel_axis] != 3 or 0 in video.shape:
-            raise ValueError(
-                f"`{name}` must have shape {layout} with no empty axis, got {tuple(video.shape)}."
-            )
+        if video.ndim != 5 or video.shape[channel_axis] != 3:
+            raise ValueError(f"`{name}` must have shape {layout}, got {tuple(video.shape)}.")
+        if 0 in video.shape:
+            raise ValueError(f"`{name}` must hold frames, got an empty array of shape {tuple(video.shape)}.")
         values = torch.as_tensor(video)
         if (
             not values.is_floating_point()
