@@ -205,7 +205,7 @@ def change(argument: str, written: str) -> str:
     return {
         "num_frames": f"lower {written} (or the videos in the batch)",
         "video": f"give a {written} with fewer or smaller frames (or fewer videos)",
-        "window": f"set {written} lower (the frames the UNet sees at once)",
+        "window": f"set {written} to fewer frames (the frames the UNet sees at once)",
         "frame_chunk_size": f"lower {written}",
         "decode_chunk_size": f"lower {written}",
     }[argument]
@@ -329,6 +329,8 @@ def preflight_cascade(
             what = change("video", "`video`")
         else:
             what = change(argument, f"`stage_kwargs[{name!r}][{argument!r}]`")
+            if first == "keyframes":
+                what += ", or make fewer keyframes (`stage_kwargs['keyframes']['num_frames']`, `--frames`)"
         refuse_if_too_large(
             f"stage {name!r} ({type(pipeline).__name__})", estimate, pipeline._execution_device, what
         )
