@@ -9,8 +9,11 @@ given frames ``a`` and the rest ``b``.
   attention at each step, which VDM shows is too weak to make it agree with them.
 - **Reconstruction guidance**: besides replacement, the model's estimate of the clean rest is corrected by
   the gradient of how badly its estimate of the given frames reconstructs them,
-  ``x~^b = x^^b - (w_r * alpha_t / 2) * grad_{z_t^b} ||x^a - x^^a(z_t)||^2``, and its estimate of the given
-  frames is ``x^a``. The corrected estimate is turned back into the model's prediction type (epsilon, v or
+  ``x~^b = x^^b - (w_r * alpha_t / 2) * grad_{z_t^b} ||x^a - x^^a(z_t)||^2 / K``, and its estimate of the given
+  frames is ``x^a``. The squared error is divided by the number ``K`` of given frames (VDM's has no ``K``: it
+  gives one frame count), so that a weight means the same pull for one given frame or many: with the sum, the
+  weight that suits image-to-video on the demo (20) tore the new frames of an extension from 4 given frames
+  apart (15.4 dB against the truth; 20.1 dB with the mean). The corrected estimate is turned back into the model's prediction type (epsilon, v or
   sample) for whatever scheduler runs the loop.
 
 The scheduler's sample and the model's input differ by the scheduler's input scaling (``scale_model_input``);
@@ -140,7 +143,7 @@ class KnownFrames:
             noisy = model_input.detach().requires_grad_(True)
             estimate = predicted_sample(predict(noisy), noisy, alpha, sigma, kind)  # (B, C, W, h, w)
             given = self.frames[:, :, given_at].to(estimate.dtype)
-            error = (given - estimate[:, :, window_at]).square().sum()
+            error = (given - estimate[:, :, window_at]).square().sum() / len(given_at)
             (gradient,) = torch.autograd.grad(error, noisy)
         corrected = estimate.detach() - (self.guidance_scale * alpha / 2) * gradient
         corrected[:, :, window_at] = given

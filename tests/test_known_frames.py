@@ -9,7 +9,12 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 
 from cascade import KeyframesPipeline
 from cascade.models.temporal_layers import TemporalAttention
-from cascade.pipelines.known_frames import predicted_sample, prediction_from_sample, vp_coefficients
+from cascade.pipelines.known_frames import (
+    KnownFrames,
+    predicted_sample,
+    prediction_from_sample,
+    vp_coefficients,
+)
 from cascade.testing.tiny_models import tiny_keyframes_components
 
 PROMPT = "a red circle moving left"
@@ -212,3 +217,28 @@ def test_bad_conditioning_is_rejected_before_any_model_runs(case, pixel_pipe):
     finally:
         for handle in handles:
             handle.remove()
+
+
+def test_reconstruction_guidance_follows_vdm_for_a_model_known_in_closed_form():
+    """VDM sec. 3.1 worked by hand for an epsilon model ``eps(z) = 0.5 z + 0.3 mean_frames(z)``: the clean
+    estimate ``x^ = (z - sigma eps) / alpha`` of frame ``b`` depends on frame ``a`` only through the mean, so
+    ``grad_{z^b} ||x^a - x^^a||^2 / K = sum_a 2 (x^^a - x^a) (-0.3 sigma / (F alpha)) / K``."""
+    scheduler = DDIMScheduler(num_train_timesteps=1000)
+    timestep, frames = torch.tensor(500), 5
+    alpha, sigma = vp_coefficients(scheduler, timestep)
+    generator = torch.Generator().manual_seed(0)
+    noisy = torch.randn(1, 2, frames, 3, 3, generator=generator)  # (B, C, F, h, w)
+    given_at = [0, 3]
+    given = torch.randn(1, 2, len(given_at), 3, 3, generator=generator)
+    known = KnownFrames(given, given_at, torch.zeros_like(given), "reconstruction", guidance_scale=7.0)
+
+    def predict(z):
+        return 0.5 * z + 0.3 * z.mean(dim=2, keepdim=True)
+
+    guided = known.guided_prediction(predict, noisy, slice(0, frames), scheduler, timestep)
+    estimate = (noisy - sigma * predict(noisy)) / alpha  # (B, C, F, h, w)
+    residual = (estimate[:, :, given_at] - given).sum(dim=2, keepdim=True)  # (B, C, 1, h, w)
+    gradient = 2 * residual * (-0.3 * sigma / (frames * alpha)) / len(given_at)  # the same for every frame b
+    expected = estimate - (7.0 * alpha / 2) * gradient
+    expected[:, :, given_at] = given
+    torch.testing.assert_close(predicted_sample(guided, noisy, alpha, sigma, "epsilon"), expected)
