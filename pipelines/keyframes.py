@@ -182,9 +182,10 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoa
             encoded = self.encode_frames(pixels, call.decode_chunk_size).to(latents.dtype)  # (B, C, K, h, w)
             given = {index: encoded[:, :, k] for k, index in enumerate(indices)}
         video = torch.empty_like(latents)  # (B, C, F, h, w)
-        window = num_frames if window is None else min(window, num_frames)
-        overlap = window // 2 if window_overlap is None else window_overlap
-        for start in window_starts(num_frames, window, overlap):
+        window = num_frames if window is None else window
+        starts = window_starts(num_frames, window, window // 2 if window_overlap is None else window_overlap)
+        window = min(window, num_frames)  # a window longer than the video is the whole video
+        for start in starts:
             positions = [index for index in range(start, start + window) if index in given]
             known = None
             if positions:

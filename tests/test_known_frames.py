@@ -144,6 +144,7 @@ def test_a_long_video_is_made_window_after_window(space, pixel_pipe, latent_pipe
     pipe = pixel_pipe if space == "pixel" else latent_pipe
     whole = generate(pipe, num_frames=7, output_type="latent")
     assert torch.equal(generate(pipe, num_frames=7, window=7, output_type="latent"), whole)
+    assert torch.equal(generate(pipe, num_frames=7, window=16, window_overlap=8, output_type="latent"), whole)
     windows = []
     pipe(
         PROMPT,

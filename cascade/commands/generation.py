@@ -56,7 +56,9 @@ def check_generation_flags(stages: list[str] | None, seed: int, **positive: int)
         raise ValueError(f"--seed must be an int >= 0, got {seed}")
     unknown = [stage for stage in stages or [] if stage not in STAGE_NAMES]
     if unknown:
-        raise ValueError(f"unknown stage(s) {' '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
+        raise ValueError(
+            f"--stages: unknown stage(s) {' '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}"
+        )
     if stages and STAGE_NAMES[0] not in stages:
         raise ValueError(f"generating from a prompt needs the {STAGE_NAMES[0]} stage in --stages")
 
