@@ -39,6 +39,7 @@ from .inputs import check_callback_inputs, check_generator, check_output_type, c
 from .known_frames import KnownFrames
 from .sample_checks import check_finite_pixels, check_finite_sample
 from .stage_call import StageCall
+from .unet_conventions import UNetConventionsMixin
 
 
 @dataclass
@@ -49,7 +50,7 @@ class VideoPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
 
 
-class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
+class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline):
     """What the stage pipelines share. Its components are every stage's: ``unet`` (a
     :class:`cascade.VideoUNet`), ``scheduler`` (any diffusers scheduler), ``text_encoder`` and ``tokenizer``
     (CLIP), and an optional ``vae`` (latent space with it, pixel space without). A stage with more components
@@ -79,8 +80,8 @@ class VideoStagePipeline(CodeFilesMixin, DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
         """diffusers' ``DiffusionPipeline.from_pretrained``, except that:
 
-        - weights load from safetensors only, unless ``use_safetensors=False`` (then pickled ``.bin`` weights,
-          as diffusers reads that flag);
+        - weights load from safetensors only, unless ``use_safetensors=False`` (then each component from its
+          safetensors where it has them, else from its pickled ``.bin`` weights);
         - a Hub repo id is resolved through the Hugging Face cache, offline too (``HF_HUB_OFFLINE=1`` or
           ``local_files_only=True``), and one not cached then raises
           :class:`~cascade.pipelines.hub_loading.ModelNotCachedError` naming it;

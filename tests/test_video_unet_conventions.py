@@ -6,7 +6,6 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0, FusedAttnProcessor2_0, SlicedAttnProcessor
 
 from cascade import KeyframesPipeline, inflate
-from cascade.pipelines.unet_conventions import UNetConventionsMixin
 from cascade.testing.tiny_models import TEXT_DIM, tiny_keyframes_components, tiny_unet2d
 
 FREEU = {"s1": 0.9, "s2": 0.2, "b1": 1.2, "b2": 1.4}  # the paper's SD 1.5 values
@@ -96,10 +95,6 @@ def test_bad_slice_sizes_are_refused(slice_size):
     assert all(type(p) is AttnProcessor2_0 for p in model.attn_processors.values())
 
 
-class ConventionsKeyframesPipeline(UNetConventionsMixin, KeyframesPipeline):
-    """A stage pipeline with the mixin, as every stage gets it once VideoStagePipeline inherits it."""
-
-
 # Frames after two DDIM steps: the one-call tolerance (1e-5) grows through the steps and the clamp to [0, 1].
 PIPELINE_TOLERANCE = 1e-4
 
@@ -113,7 +108,7 @@ def keyframes(pipe):
 
 @pytest.mark.parametrize("latent", [False, True], ids=["pixel", "latent"])
 def test_pipeline_methods_reach_the_video_unet(latent):
-    pipe = ConventionsKeyframesPipeline(**tiny_keyframes_components(latent=latent))
+    pipe = KeyframesPipeline(**tiny_keyframes_components(latent=latent))
     pipe.set_progress_bar_config(disable=True)
     reference = keyframes(pipe)
     pipe.enable_freeu(**FREEU)
