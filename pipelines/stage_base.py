@@ -216,6 +216,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
         num_inference_steps,
         guidance_scale,
         num_videos_per_prompt,
+        eta,
         generator,
         latents,
         prompt_embeds,
@@ -234,6 +235,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
         check_int("num_inference_steps", num_inference_steps, minimum=1)
         check_number("guidance_scale", guidance_scale, minimum=0.0)
         check_int("num_videos_per_prompt", num_videos_per_prompt, minimum=1)
+        check_number("eta", eta, minimum=0.0, maximum=1.0)
         check_generator(generator, batch_size * num_videos_per_prompt)
         if latents is not None:
             check_tensor_shape("latents", latents, latents_shape(batch_size * num_videos_per_prompt))
@@ -347,7 +349,12 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
             timesteps = timesteps[: (end_step - begin_step) * self.scheduler.order]
         self._num_timesteps = len(timesteps)
         step_parameters = inspect.signature(self.scheduler.step).parameters
-        step_kwargs = {"generator": call.generator} if "generator" in step_parameters else {}
+        # the scheduler's step takes what it has of these (DDIM: both; Euler: generator only)
+        step_kwargs = {
+            name: value
+            for name, value in (("generator", call.generator), ("eta", call.eta))
+            if name in step_parameters
+        }
         guided = self.do_classifier_free_guidance
         prompt_embeds, negative_prompt_embeds = call.prompt_embeds, call.negative_prompt_embeds
 

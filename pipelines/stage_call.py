@@ -52,6 +52,14 @@ COMMON_ARGUMENTS = (
     Argument("guidance_scale", 7.5, float, "classifier-free guidance weight; guidance is off at 1 or less."),
     Argument("num_videos_per_prompt", 1, int, "videos generated for each prompt (and input video)."),
     Argument(
+        "eta",
+        0.0,
+        float,
+        "DDIM's eta in [0, 1] (Song et al. 2021, arXiv:2010.02502, eq. 16): the share of fresh noise in each "
+        "step, 0 deterministic, 1 as DDPM; given to the scheduler's ``step`` where it takes an ``eta`` "
+        "(DDIM), ignored by the others.",
+    ),
+    Argument(
         "generator",
         None,
         torch.Generator | list[torch.Generator] | None,
@@ -116,6 +124,7 @@ class StageCall:
     num_inference_steps: int
     guidance_scale: float
     num_videos_per_prompt: int
+    eta: float
     generator: torch.Generator | list[torch.Generator] | None
     latents: torch.Tensor | None
     prompt_embeds: torch.Tensor | None
