@@ -1,7 +1,8 @@
 """The base of every stage pipeline: the checks and the opening every call shares, noise, the guided denoising
 loop, decoding, and saving and loading (:mod:`.hub_loading`).
 
-Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598. Frame windows: :mod:`cascade.ops.windows`.
+Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598; its rescaling: Lin et al. 2023, "Common
+Diffusion Noise Schedules and Sample Steps are Flawed", arXiv:2305.08891, sec. 3.4. Frame windows: :mod:`cascade.ops.windows`.
 """
 
 import inspect
@@ -40,6 +41,17 @@ from .known_frames import KnownFrames
 from .sample_checks import check_finite_pixels, check_finite_sample
 from .stage_call import StageCall
 from .unet_conventions import UNetConventionsMixin
+
+
+def rescale_guidance(
+    guided: torch.Tensor, conditional: torch.Tensor, guidance_rescale: float
+) -> torch.Tensor:
+    """Guidance rescaling (Lin et al. 2023, arXiv:2305.08891, sec. 3.4, eqs. 15-16): the guided prediction
+    ``(B, C, F, h, w)`` (or images ``(B, C, h, w)``) scaled per video to the standard deviation of the
+    ``conditional`` one (over its channels, frames and pixels), then mixed with the guided one, ``guidance_rescale`` of the rescaled."""
+    dims = tuple(range(1, guided.ndim))  # all but the batch: (C, F, h, w)
+    rescaled = guided * (conditional.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+    return torch.lerp(guided, rescaled, guidance_rescale)
 
 
 @dataclass
@@ -223,6 +235,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
         negative_prompt_embeds,
         output_type,
         return_dict,
+        guidance_rescale,
         callback_on_step_end,
         callback_on_step_end_tensor_inputs,
         decode_chunk_size,
@@ -248,6 +261,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
                 raise ValueError(f"`{name}` must be finite, got a tensor holding nan or inf.")
         check_output_type(output_type)
         check_bool("return_dict", return_dict)
+        check_number("guidance_rescale", guidance_rescale, minimum=0.0, maximum=1.0)
         if callback_on_step_end is not None and not callable(callback_on_step_end):
             raise ValueError(
                 "`callback_on_step_end` must be a function fn(pipe, step, timestep, tensors) or a diffusers "
@@ -334,7 +348,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
         channels; ``class_labels`` ``(B,)`` go to its class embedding. The UNet sees ``window`` frames at a
         time, overlapping by ``window_overlap``, its guided predictions blended (all frames at once when
         ``None``; then ``latents`` may also be images ``(B, C, h, w)`` for a 2D UNet). Guidance uses
-        ``self.guidance_scale``.
+        ``self.guidance_scale``, rescaled by ``call.guidance_rescale`` (:func:`rescale_guidance`) per window.
 
         ``known`` frames of the output are given (:mod:`.known_frames`): the sample's known frames are replaced
         after every step (before the step-end callback), and with reconstruction guidance each window's
@@ -385,6 +399,8 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
             if guided:
                 unconditional, conditional = prediction.chunk(2)
                 prediction = unconditional + self.guidance_scale * (conditional - unconditional)
+                if call.guidance_rescale > 0:
+                    prediction = rescale_guidance(prediction, conditional, call.guidance_rescale)
             return prediction
 
         with self.progress_bar(total=len(timesteps)) as progress_bar:

@@ -88,6 +88,14 @@ COMMON_ARGUMENTS = (
     ),
     Argument("return_dict", True, bool, "return a :class:`VideoPipelineOutput` rather than a tuple."),
     Argument(
+        "guidance_rescale",
+        0.0,
+        float,
+        "phi in [0, 1] of guidance rescaling (Lin et al. 2023, arXiv:2305.08891, sec. 3.4): the guided prediction "
+        "rescaled to the conditional one's standard deviation, mixed in by this weight (0: plain guidance); "
+        "with guidance only.",
+    ),
+    Argument(
         "callback_on_step_end",
         None,
         Callable | PipelineCallback | MultiPipelineCallbacks | None,
@@ -131,6 +139,7 @@ class StageCall:
     negative_prompt_embeds: torch.Tensor | None
     output_type: str
     return_dict: bool
+    guidance_rescale: float
     callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None
     callback_on_step_end_tensor_inputs: list[str] | None
     decode_chunk_size: int | None

@@ -1,10 +1,12 @@
 """The call arguments every stage takes from diffusers' video pipelines (issue 26, part 5): their effect on a
 tiny keyframes pipeline, and their refusal before any model runs."""
 
+import numpy as np
 import pytest
 import torch
 
 from cascade import KeyframesPipeline
+from cascade.pipelines.stage_base import rescale_guidance
 from cascade.testing.tiny_models import tiny_keyframes_components
 
 
@@ -37,9 +39,49 @@ def test_eta_above_zero_under_ddim_changes_the_sample_and_zero_is_the_default(pi
     assert (generate(pipe, eta=1.0) - default).abs().max() > 1e-3
 
 
+def test_guidance_rescale_changes_the_guided_sample_and_zero_is_the_default(pipe):
+    default = generate(pipe, guidance_scale=7.5)
+    torch.testing.assert_close(
+        generate(pipe, guidance_scale=7.5, guidance_rescale=0.0), default, rtol=0, atol=0
+    )
+    assert (generate(pipe, guidance_scale=7.5, guidance_rescale=0.7) - default).abs().max() > 1e-3
+    unguided = generate(pipe, guidance_scale=1.0)
+    torch.testing.assert_close(
+        generate(pipe, guidance_scale=1.0, guidance_rescale=0.7), unguided, rtol=0, atol=0
+    )
+
+
+def test_rescale_guidance_matches_the_paper_computed_by_hand():
+    generator = torch.Generator().manual_seed(0)
+    guided = 3 * torch.randn(2, 4, 3, 5, 5, generator=generator)  # (B, C, F, h, w)
+    conditional = torch.randn(2, 4, 3, 5, 5, generator=generator)
+    phi = 0.7
+    expected = []
+    for x_cfg, x_pos in zip(guided.double().numpy(), conditional.double().numpy(), strict=True):
+        # Lin et al. 2023, eqs. 15-16, per video over all of its values
+        x_rescaled = x_cfg * x_pos.std() / x_cfg.std()
+        expected.append(phi * x_rescaled + (1 - phi) * x_cfg)
+    actual = rescale_guidance(guided, conditional, phi)
+    np.testing.assert_allclose(actual.numpy(), np.stack(expected), rtol=1e-5, atol=1e-6)
+    for video in range(
+        2
+    ):  # the std moves from the guided one's (about 3) to phi of the way to the conditional's
+        expected_std = phi * conditional[video].std() + (1 - phi) * guided[video].std()
+        torch.testing.assert_close(actual[video].std(), expected_std)
+
+
+BETWEEN_0_AND_1 = r"in \[0.0, 1.0\]"
+
+
 @pytest.mark.parametrize(
     ("name", "value", "allowed"),
-    [("eta", 1.5, r"in \[0.0, 1.0\]"), ("eta", -0.1, r"in \[0.0, 1.0\]"), ("eta", "0.5", r"in \[0.0, 1.0\]")],
+    [
+        ("eta", 1.5, BETWEEN_0_AND_1),
+        ("eta", -0.1, BETWEEN_0_AND_1),
+        ("eta", "0.5", BETWEEN_0_AND_1),
+        ("guidance_rescale", 1.2, BETWEEN_0_AND_1),
+        ("guidance_rescale", float("nan"), BETWEEN_0_AND_1),
+    ],
 )
 def test_a_bad_argument_is_refused_by_name_before_any_model_runs(name, value, allowed):
     pipe = make_pipeline()
