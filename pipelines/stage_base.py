@@ -87,6 +87,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
             unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, vae=vae
         )
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
+        self._interrupt = False
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
@@ -175,6 +176,13 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
     @property
     def num_timesteps(self) -> int:
         return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Whether the call is interrupted: a step-end callback sets ``pipe._interrupt = True`` (as for
+        diffusers' pipelines) and the denoising stops after that step, the output made from the sample as it
+        then is (a later window or chunk of the call runs no step). Each call starts uninterrupted."""
+        return self._interrupt
 
     def call_default(self, argument: str):
         """The default of ``argument`` in this pipeline's ``__call__``."""
@@ -275,9 +283,11 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
 
     def begin_call(self, call: StageCall) -> StageCall:
         """The opening every stage's call shares, once its arguments are checked: sets the guidance state,
-        encodes the prompts on the execution device and settles the tensors the step-end callback receives
-        (a diffusers ``PipelineCallback``'s own, else the ones asked for, else ``["latents"]``)."""
+        starts uninterrupted, encodes the prompts on the execution device and settles the tensors the step-end
+        callback receives (a diffusers ``PipelineCallback``'s own, else the ones asked for, else
+        ``["latents"]``)."""
         self._guidance_scale = call.guidance_scale
+        self._interrupt = False
         call.prompt_embeds, call.negative_prompt_embeds = self.encode_prompt(
             call.prompt,
             self._execution_device,
@@ -354,6 +364,8 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
         after every step (before the step-end callback), and with reconstruction guidance each window's
         prediction is corrected towards them.
 
+        The sampling stops early once a step-end callback sets :attr:`interrupt`.
+
         A sample that is not finite after a step raises
         :class:`~cascade.pipelines.sample_checks.NonFiniteSampleError` (:mod:`.sample_checks`).
         """
@@ -405,6 +417,8 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
 
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    break
                 prediction = run_in_windows(
                     lambda sample, frames, t=t: guided_prediction(sample, frames, t),
                     self.scheduler.scale_model_input(latents, t),

@@ -70,6 +70,24 @@ def test_rescale_guidance_matches_the_paper_computed_by_hand():
         torch.testing.assert_close(actual[video].std(), expected_std)
 
 
+def test_a_callback_that_interrupts_at_step_1_of_4_stops_after_that_step_and_the_output_is_made():
+    pipe = make_pipeline()
+    calls = count_unet_calls(pipe)
+
+    def interrupt_at_step_1(pipe, step, timestep, tensors):
+        if step == 1:
+            pipe._interrupt = True
+        return tensors
+
+    frames = generate(pipe, num_inference_steps=4, callback_on_step_end=interrupt_at_step_1)
+    assert len(calls) == 2  # one guided UNet forward per step, steps 0 and 1
+    assert pipe.interrupt
+    assert frames.shape == (1, 3, 3, 8, 8) and torch.isfinite(frames).all()
+    calls.clear()
+    generate(pipe, num_inference_steps=4)  # the next call starts uninterrupted
+    assert len(calls) == 4 and not pipe.interrupt
+
+
 BETWEEN_0_AND_1 = r"in \[0.0, 1.0\]"
 
 
