@@ -243,6 +243,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
         negative_prompt_embeds,
         output_type,
         return_dict,
+        cross_attention_kwargs,
         guidance_rescale,
         callback_on_step_end,
         callback_on_step_end_tensor_inputs,
@@ -269,6 +270,16 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
                 raise ValueError(f"`{name}` must be finite, got a tensor holding nan or inf.")
         check_output_type(output_type)
         check_bool("return_dict", return_dict)
+        if cross_attention_kwargs is not None:
+            if not isinstance(cross_attention_kwargs, dict) or not all(
+                isinstance(key, str) for key in cross_attention_kwargs
+            ):
+                raise ValueError(
+                    "`cross_attention_kwargs` must be None or a dict of keyword arguments for the UNet's attention "
+                    f"processors, such as {{'scale': 0.5}}, got {cross_attention_kwargs!r:.100}."
+                )
+            if "scale" in cross_attention_kwargs:
+                check_number("cross_attention_kwargs['scale']", cross_attention_kwargs["scale"])
         check_number("guidance_rescale", guidance_rescale, minimum=0.0, maximum=1.0)
         if callback_on_step_end is not None and not callable(callback_on_step_end):
             raise ValueError(
@@ -407,7 +418,13 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
                 model_input = torch.cat([model_input, model_input])  # (2B, C + k, W, h, w)
                 embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
                 labels = None if class_labels is None else torch.cat([class_labels, class_labels])
-            prediction = self.unet(model_input, t, encoder_hidden_states=embeds, class_labels=labels).sample
+            prediction = self.unet(
+                model_input,
+                t,
+                encoder_hidden_states=embeds,
+                class_labels=labels,
+                cross_attention_kwargs=call.cross_attention_kwargs,
+            ).sample
             if guided:
                 unconditional, conditional = prediction.chunk(2)
                 prediction = unconditional + self.guidance_scale * (conditional - unconditional)

@@ -88,6 +88,13 @@ COMMON_ARGUMENTS = (
     ),
     Argument("return_dict", True, bool, "return a :class:`VideoPipelineOutput` rather than a tuple."),
     Argument(
+        "cross_attention_kwargs",
+        None,
+        dict | None,
+        "keyword arguments for the UNet's attention processors, given to its forward at every step; "
+        '``{"scale": 0.5}`` sets the scale of loaded LoRAs for this call (0: as without them).',
+    ),
+    Argument(
         "guidance_rescale",
         0.0,
         float,
@@ -139,6 +146,7 @@ class StageCall:
     negative_prompt_embeds: torch.Tensor | None
     output_type: str
     return_dict: bool
+    cross_attention_kwargs: dict | None
     guidance_rescale: float
     callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None
     callback_on_step_end_tensor_inputs: list[str] | None

@@ -4,10 +4,11 @@ tiny keyframes pipeline, and their refusal before any model runs."""
 import numpy as np
 import pytest
 import torch
+from diffusers import StableDiffusionPipeline
 
 from cascade import KeyframesPipeline
 from cascade.pipelines.stage_base import rescale_guidance
-from cascade.testing.tiny_models import tiny_keyframes_components
+from cascade.testing.tiny_models import tiny_keyframes_components, tiny_unet2d
 
 
 def make_pipeline():
@@ -88,22 +89,56 @@ def test_a_callback_that_interrupts_at_step_1_of_4_stops_after_that_step_and_the
     assert len(calls) == 4 and not pipe.interrupt
 
 
-BETWEEN_0_AND_1 = r"in \[0.0, 1.0\]"
+def test_cross_attention_kwargs_scale_sets_the_lora_scale_of_the_call(tmp_path):
+    pytest.importorskip("peft")
+    from test_lora import add_random_lora
+
+    pipe = make_pipeline()
+    without_lora = generate(pipe)
+    unet = tiny_unet2d("sd15", sample_size=8, in_channels=3, out_channels=3)  # the pipeline's 2D UNet
+    layers, config = add_random_lora(unet, ["to_q", "to_k", "to_v", "to_out.0"], seed=1)
+    StableDiffusionPipeline.save_lora_weights(
+        tmp_path, unet_lora_layers=layers, unet_lora_adapter_metadata=config
+    )
+    pipe.load_lora_weights(tmp_path)
+    with_lora = generate(pipe)
+    assert (with_lora - without_lora).abs().max() > 1e-3
+    torch.testing.assert_close(generate(pipe, cross_attention_kwargs={"scale": 0.0}), without_lora)
+    torch.testing.assert_close(generate(pipe, cross_attention_kwargs={"scale": 1.0}), with_lora)
+    half = generate(pipe, cross_attention_kwargs={"scale": 0.5})
+    assert min((half - without_lora).abs().max(), (half - with_lora).abs().max()) > 1e-4
+    torch.testing.assert_close(generate(pipe), with_lora)  # the scale holds for its call only
+
+
+BETWEEN_0_AND_1 = "in [0.0, 1.0]"
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "allowed"),
+    ("argument", "value", "named", "allowed", "shown"),
     [
-        ("eta", 1.5, BETWEEN_0_AND_1),
-        ("eta", -0.1, BETWEEN_0_AND_1),
-        ("eta", "0.5", BETWEEN_0_AND_1),
-        ("guidance_rescale", 1.2, BETWEEN_0_AND_1),
-        ("guidance_rescale", float("nan"), BETWEEN_0_AND_1),
+        ("eta", 1.5, "eta", BETWEEN_0_AND_1, "1.5"),
+        ("eta", -0.1, "eta", BETWEEN_0_AND_1, "-0.1"),
+        ("eta", "0.5", "eta", BETWEEN_0_AND_1, "'0.5'"),
+        ("guidance_rescale", 1.2, "guidance_rescale", BETWEEN_0_AND_1, "1.2"),
+        ("guidance_rescale", float("nan"), "guidance_rescale", BETWEEN_0_AND_1, "nan"),
+        (
+            "cross_attention_kwargs",
+            {"scale": "high"},
+            "cross_attention_kwargs['scale']",
+            "finite number",
+            "'high'",
+        ),
+        ("cross_attention_kwargs", 0.5, "cross_attention_kwargs", "None or a dict", "0.5"),
+        ("cross_attention_kwargs", {1: 0.5}, "cross_attention_kwargs", "None or a dict", "{1: 0.5}"),
     ],
 )
-def test_a_bad_argument_is_refused_by_name_before_any_model_runs(name, value, allowed):
+def test_a_bad_argument_is_refused_by_name_before_any_model_runs(argument, value, named, allowed, shown):
     pipe = make_pipeline()
     calls = count_unet_calls(pipe)
-    with pytest.raises(ValueError, match=rf"`{name}` must be .*{allowed}.*got {value!r}"):
-        generate(pipe, **{name: value})
+    with pytest.raises(ValueError) as refusal:
+        generate(pipe, **{argument: value})
+    message = str(refusal.value)
+    assert (
+        message.startswith(f"`{named}` must be") and allowed in message and message.endswith(f"got {shown}.")
+    )
     assert not calls
