@@ -185,18 +185,21 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoa
         window = num_frames if window is None else window
         starts = window_starts(num_frames, window, window // 2 if window_overlap is None else window_overlap)
         window = min(window, num_frames)  # a window longer than the video is the whole video
-        for start in starts:
-            positions = [index for index in range(start, start + window) if index in given]
-            known = None
-            if positions:
-                known = KnownFrames(
-                    torch.stack([given[index] for index in positions], dim=2),  # (B, C, K', h, w)
-                    [index - start for index in positions],
-                    noise[:, :, positions],
-                    conditioning_method,
-                    reconstruction_guidance_scale,
-                )
-            sample = self.denoise(call, latents[:, :, start : start + window], known=known)  # (B, C, W, h, w)
-            given.update({start + offset: sample[:, :, offset] for offset in range(window)})
-            video[:, :, start : start + window] = sample
+        with self.call_progress_bar(call, len(starts)) as progress_bar:
+            for start in starts:
+                positions = [index for index in range(start, start + window) if index in given]
+                known = None
+                if positions:
+                    known = KnownFrames(
+                        torch.stack([given[index] for index in positions], dim=2),  # (B, C, K', h, w)
+                        [index - start for index in positions],
+                        noise[:, :, positions],
+                        conditioning_method,
+                        reconstruction_guidance_scale,
+                    )
+                sample = self.denoise(
+                    call, latents[:, :, start : start + window], known=known, progress_bar=progress_bar
+                )  # (B, C, W, h, w)
+                given.update({start + offset: sample[:, :, offset] for offset in range(window)})
+                video[:, :, start : start + window] = sample
         return self.finish(call, video)

@@ -53,8 +53,8 @@ class SpatialSRPipeline(SuperResolutionStagePipeline):
                 are given, which are used as given).
 
         The step-end callback runs after each step of each chunk, with the chunk's ``latents`` (its frames
-        as the UNet takes them); the VAE decodes ``frame_chunk_size`` frames at a time unless
-        ``decode_chunk_size`` says otherwise.
+        as the UNet takes them), and one progress bar counts the steps of all chunks; the VAE decodes
+        ``frame_chunk_size`` frames at a time unless ``decode_chunk_size`` says otherwise.
         """
         conditioning, noise_levels, shape = self.prepare_conditioning(call)
         batch, num_frames = shape[0], shape[2]
@@ -66,23 +66,26 @@ class SpatialSRPipeline(SuperResolutionStagePipeline):
         video_of_frame = torch.arange(batch * num_frames, device=latents.device) // num_frames  # (B*F,)
         generators = call.generator if isinstance(call.generator, list) else None
         denoised = []
-        for start in range(0, batch * num_frames, frame_chunk_size):
-            chunk = slice(start, start + frame_chunk_size)
-            videos = video_of_frame[chunk]  # (N,)
-            negative = call.negative_prompt_embeds
-            chunk_call = replace(
-                call,
-                prompt_embeds=call.prompt_embeds[videos],
-                negative_prompt_embeds=None if negative is None else negative[videos],
-                generator=[generators[v] for v in videos.tolist()] if generators else call.generator,
-            )
-            denoised.append(
-                self.denoise(
-                    chunk_call,
-                    self.as_unet_input(latents[chunk]),
-                    conditioning=self.as_unet_input(conditioning[chunk]),
-                    class_labels=noise_levels[videos],
-                ).reshape(latents[chunk].shape)  # (N, C, h, w)
-            )
+        starts = range(0, batch * num_frames, frame_chunk_size)
+        with self.call_progress_bar(call, len(starts)) as progress_bar:
+            for start in starts:
+                chunk = slice(start, start + frame_chunk_size)
+                videos = video_of_frame[chunk]  # (N,)
+                negative = call.negative_prompt_embeds
+                chunk_call = replace(
+                    call,
+                    prompt_embeds=call.prompt_embeds[videos],
+                    negative_prompt_embeds=None if negative is None else negative[videos],
+                    generator=[generators[v] for v in videos.tolist()] if generators else call.generator,
+                )
+                denoised.append(
+                    self.denoise(
+                        chunk_call,
+                        self.as_unet_input(latents[chunk]),
+                        conditioning=self.as_unet_input(conditioning[chunk]),
+                        class_labels=noise_levels[videos],
+                        progress_bar=progress_bar,
+                    ).reshape(latents[chunk].shape)  # (N, C, h, w)
+                )
         latents = unfold_frames(torch.cat(denoised), batch)  # (B, C, F, h, w)
         return self.finish(call, latents, frame_chunk_size)

@@ -5,6 +5,7 @@ Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598; its rescaling: L
 Diffusion Noise Schedules and Sample Steps are Flawed", arXiv:2305.08891, sec. 3.4. Frame windows: :mod:`cascade.ops.windows`.
 """
 
+import contextlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -333,6 +334,12 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
             self.scheduler.set_begin_index(first)
         return self.scheduler.timesteps[first:]
 
+    def call_progress_bar(self, call: StageCall, runs: int):
+        """The one progress bar of a call that runs the denoising loop ``runs`` times (once per window or chunk),
+        each run from the first step: its total is all their steps. :meth:`denoise` advances it."""
+        steps = len(self.timesteps_from(call.num_inference_steps, 0, self._execution_device))
+        return self.progress_bar(total=runs * steps)
+
     def encode_frames(self, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
         """Frames ``(B, 3, F, H, W)`` in [-1, 1] as the sample holds them: VAE latents ``(B, C, F, h, w)`` in
         latent space, the pixels themselves in pixel space."""
@@ -360,6 +367,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
         begin_step: int = 0,
         end_step: int | None = None,
         known: KnownFrames | None = None,
+        progress_bar=None,
     ) -> torch.Tensor:
         """Runs the scheduler from noise ``latents`` ``(B, C, F, h, w)`` to a clean sample; from step
         ``begin_step`` of ``call.num_inference_steps`` (``latents`` then at that step's noise level), as
@@ -375,7 +383,9 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
         after every step (before the step-end callback), and with reconstruction guidance each window's
         prediction is corrected towards them.
 
-        The sampling stops early once a step-end callback sets :attr:`interrupt`.
+        The sampling stops early once a step-end callback sets :attr:`interrupt`. Each step advances
+        ``progress_bar``, the call's (:meth:`call_progress_bar`) when it denoises in several runs; a bar of its
+        own when ``None``.
 
         A sample that is not finite after a step raises
         :class:`~cascade.pipelines.sample_checks.NonFiniteSampleError` (:mod:`.sample_checks`).
@@ -432,7 +442,11 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline
                     prediction = rescale_guidance(prediction, conditional, call.guidance_rescale)
             return prediction
 
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
+        with (
+            self.progress_bar(total=len(timesteps))
+            if progress_bar is None
+            else contextlib.nullcontext(progress_bar)
+        ) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     break
