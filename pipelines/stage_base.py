@@ -2,7 +2,8 @@
 loop, decoding, and saving and loading (:mod:`.hub_loading`).
 
 Classifier-free guidance: Ho & Salimans 2022, arXiv:2207.12598; its rescaling: Lin et al. 2023, "Common
-Diffusion Noise Schedules and Sample Steps are Flawed", arXiv:2305.08891, sec. 3.4. Frame windows: :mod:`cascade.ops.windows`.
+Diffusion Noise Schedules and Sample Steps are Flawed", arXiv:2305.08891, sec. 3.4. Frame windows:
+:mod:`cascade.ops.windows`.
 """
 
 import contextlib
@@ -49,7 +50,8 @@ def rescale_guidance(
 ) -> torch.Tensor:
     """Guidance rescaling (Lin et al. 2023, arXiv:2305.08891, sec. 3.4, eqs. 15-16): the guided prediction
     ``(B, C, F, h, w)`` (or images ``(B, C, h, w)``) scaled per video to the standard deviation of the
-    ``conditional`` one (over its channels, frames and pixels), then mixed with the guided one, ``guidance_rescale`` of the rescaled."""
+    ``conditional`` one (over its channels, frames and pixels), then mixed with the guided one:
+    ``guidance_rescale`` of the rescaled, the rest of the guided."""
     dims = tuple(range(1, guided.ndim))  # all but the batch: (C, F, h, w)
     rescaled = guided * (conditional.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
     return torch.lerp(guided, rescaled, guidance_rescale)
