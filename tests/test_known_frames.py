@@ -109,7 +109,8 @@ def test_reconstruction_guidance_moves_the_rest_and_at_weight_zero_is_replacemen
     guided = generate(pixel_pipe, image=image, reconstruction_guidance_scale=20.0)
     unguided = generate(pixel_pipe, image=image, reconstruction_guidance_scale=0.0)
     assert (guided[0, 1:] - replaced[0, 1:]).abs().max() > 1e-2
-    torch.testing.assert_close(unguided, replaced, atol=1e-5, rtol=0)
+    # equal up to the float32 rounding of turning the prediction into a clean estimate and back at every step
+    torch.testing.assert_close(unguided, replaced, atol=1e-4, rtol=0)
 
 
 def test_extension_and_interpolation_keep_the_given_frames_where_they_are_put(pixel_pipe):
