@@ -10,6 +10,7 @@ _EXPORTS = {
     "cascade.training.config": ["IMAGE_STAGES", "STAGES", "TrainingConfig"],
     "cascade.training.trainer": ["StageTrainer", "latest_checkpoint"],
     "cascade.training.targets": ["training_target"],
+    "cascade.training.lora": ["add_lora", "lora_state_dict", "save_lora"],
     "cascade.training.recipe": ["Recipe", "load_recipe", "run_recipe"],
     "cascade.training.text_model": ["retokenize_text_encoder", "small_text_encoder", "word_tokenizer"],
 }

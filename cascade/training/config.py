@@ -13,6 +13,8 @@ from cascade.pipelines.stages import STAGES as CASCADE_STAGES
 from cascade.pipelines.stages import Stage, stage
 from cascade.utils.checks import is_int, is_number
 
+from .lora import lora_settings
+
 # The 2D pretraining that later stages inflate: trained like a stage, but not a stage of the cascade.
 TEXT_TO_IMAGE = Stage("text_to_image", "", "text", True, "the 2D text-to-image model the others inflate")
 
@@ -47,6 +49,12 @@ class TrainingConfig:
         max_grad_norm: gradients are clipped to this global norm.
         prediction_type: ``"epsilon"`` (the noise) or ``"v_prediction"`` (Salimans & Ho 2022).
         freeze_spatial: train only the temporal layers (Make-A-Video); else full fine-tuning.
+        lora: train LoRA adapters (Hu et al. 2021, arXiv:2106.09685) instead of the UNet's weights, all of
+            which stay frozen: ``{rank, alpha, target_modules}`` (:func:`cascade.training.lora.lora_settings`;
+            default targets the spatial attention projections ``to_q``, ``to_k``, ``to_v``, ``to_out.0``). The
+            adapters go into the 2D UNet only, never the temporal layers, because diffusers' LoRA format and
+            ``load_lora_weights`` address the 2D UNet (:mod:`cascade.training.lora`); the run writes them as
+            ``pytorch_lora_weights.safetensors``. Not with ``freeze_spatial`` or ``train_text_encoder``.
         train_text_encoder: train the text encoder with the UNet (the 2D pretraining of a model whose text
             encoder is its own); ``text_encoder_learning_rate`` is its learning rate.
         use_ema, ema_decay: keep an exponential moving average of the UNet's weights.
@@ -95,6 +103,7 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     prediction_type: str = "epsilon"
     freeze_spatial: bool = False
+    lora: dict | None = None
     train_text_encoder: bool = False
     text_encoder_learning_rate: float = 1e-4
     use_ema: bool = False
@@ -187,6 +196,11 @@ class TrainingConfig:
                 "reference_clips",
                 f"0 for the {self.stage!r} stage (only keyframes are conditioned on text alone)",
             )
+        if self.lora is not None:
+            self.lora = lora_settings(self.lora)
+            for name in ("freeze_spatial", "train_text_encoder"):
+                if getattr(self, name):
+                    fail(name, "False with `lora` (a LoRA run trains the UNet's adapters and nothing else)")
         if self.shared_references and not self.reference_clips:
             fail("shared_references", "False unless reference_clips > 0 (it shares the reference clips)")
 

@@ -14,7 +14,8 @@
     sampling: {scheduler: dpm_solver}   # the scheduler the exported pipeline samples with (or ddim)
 
 :func:`run_recipe` trains (resuming from the last checkpoint) and, once ``max_steps`` are reached,
-writes the stage's pipeline to ``output_dir/model`` (``text_to_image``: its components) atomically.
+writes the stage's pipeline to ``output_dir/model`` (``text_to_image``: its components; a run with
+``training.lora``: only its LoRA, for ``load_lora_weights`` on the base) atomically.
 It runs the same under plain ``python`` and under ``accelerate launch``.
 """
 
@@ -40,6 +41,7 @@ from cascade.models.video_unet import VideoUNet
 from cascade.utils.atomic import write_folder_atomically
 
 from .config import IMAGE_STAGES, STAGES, TEXT_TO_IMAGE, TrainingConfig, training_stage
+from .lora import save_lora
 from .text_model import retokenize_text_encoder, small_text_encoder, word_tokenizer
 from .trainer import StageTrainer
 
@@ -236,8 +238,13 @@ def sampling_scheduler(name: str, noise_scheduler: DDPMScheduler) -> SchedulerMi
 
 def export_stage(recipe: Recipe, trainer: StageTrainer) -> Path:
     """Writes the trained stage to ``recipe.model_dir`` atomically: its pipeline (``save_pretrained``), or
-    for ``text_to_image`` its components (``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``)."""
+    for ``text_to_image`` its components (``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``), or
+    for a LoRA run its LoRA (``pytorch_lora_weights.safetensors``, :func:`~cascade.training.lora.save_lora`)."""
     unet, text_encoder = trainer.trained_models()
+    if trainer.lora_config is not None:
+        return write_folder_atomically(
+            recipe.model_dir, lambda folder: save_lora(folder, unet, trainer.lora_config)
+        )
     components = {
         "unet": unet,
         "scheduler": sampling_scheduler(

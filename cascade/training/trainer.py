@@ -7,6 +7,9 @@ The recipe follows the literature the cascade is built on:
   stage trains a 2D UNet (and, with ``train_text_encoder``, its text encoder) on frames; later stages
   inflate it. **Spatial freeze** (ibid., sec. 3.4): an inflated UNet's 2D weights can stay frozen while
   only the temporal layers train (``freeze_spatial=True``).
+- **LoRA** (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models", arXiv:2106.09685): with
+  ``lora``, the whole UNet stays frozen and only low-rank adapters of its 2D UNet's projections train
+  (:mod:`cascade.training.lora`).
 - **Joint image-video training** (Ho et al. 2022, "Video Diffusion Models", sec. 3.2; Imagen Video):
   with an image dataset and ``image_every``, some micro-batches are images, as one-frame videos.
 - **v-prediction** (Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion
@@ -53,6 +56,7 @@ from cascade.utils.devices import warn_if_emulated
 from cascade.utils.distributed import processes_on_cpu
 
 from .config import IMAGE_STAGES, TrainingConfig, training_stage
+from .lora import add_lora
 from .stable_target import ReferenceClips, stable_training_target
 from .stage_inputs import stage_inputs
 from .targets import training_target
@@ -218,6 +222,8 @@ class StageTrainer:
         self.vae = None if vae is None else vae.requires_grad_(False).eval().to(device)
         self.tokenizer = tokenizer
         text_encoder.requires_grad_(config.train_text_encoder).train(config.train_text_encoder)
+        # The LoRA's peft config (``None`` for full fine-tuning): what the saved LoRA's metadata holds.
+        self.lora_config = None if config.lora is None else add_lora(unet, config.lora)
         if config.freeze_spatial:
             unet.freeze_spatial_layers()
         if config.gradient_checkpointing:
