@@ -2,6 +2,8 @@
 diffusers' format loads with ``load_lora_weights`` and gives the trained model's output, resume is exact, and
 bad settings are refused before training."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -198,3 +200,11 @@ def test_recipe_with_lora_exports_the_lora_alone(tmp_path):
     path.write_text(yaml.safe_dump(recipe))
     with pytest.raises(ValueError, match="`lora.rank` must be an int >= 1, got 0"):
         load_recipe(path)
+
+
+def test_the_example_lora_recipe_loads_and_starts_from_the_demo_keyframes():
+    repo = Path(__file__).resolve().parent.parent
+    recipe = load_recipe(repo / "configs" / "examples" / "keyframes_lora.yaml")
+    demo = load_recipe(repo / "configs" / "demo" / "2c_keyframes_whole_world.yaml")
+    assert recipe.stage == "keyframes" and recipe.model["base"] == str(demo.model_dir)
+    assert recipe.config().lora == {"rank": 4, "alpha": 4, "target_modules": list(DEFAULT_TARGET_MODULES)}
