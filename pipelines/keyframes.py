@@ -13,9 +13,7 @@ window after window, each window given the last frames of the one before, as VDM
 """
 
 import torch
-from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
-from cascade.models.video_unet import VideoUNet
 from cascade.ops.windows import check_window, window_starts
 from cascade.utils.checks import check_choice, check_int, check_number
 
@@ -30,28 +28,20 @@ from .stage_call import StageCall, stage_call
 RECONSTRUCTION_GUIDANCE_SCALE = 20.0
 
 
-class KeyframesPipeline(EditingMixin, VideoStagePipeline, StableDiffusionLoraLoaderMixin):
+class KeyframesPipeline(EditingMixin, VideoStagePipeline):
     """Generates keyframes from a prompt with an inflated :class:`cascade.VideoUNet`.
 
     Components (see :class:`~cascade.pipelines.stage_base.VideoStagePipeline`): ``unet`` (a VideoUNet with no
     extra input channels), ``scheduler`` (any diffusers scheduler), ``text_encoder`` and ``tokenizer`` (CLIP),
     and an optional ``vae``.
 
-    ``pipe.load_lora_weights(path_or_repo_or_state_dict)`` loads a Stable Diffusion 1.5 LoRA (diffusers or
-    Kohya format, through diffusers' ``StableDiffusionLoraLoaderMixin`` and peft): its ``unet`` weights go
-    into the VideoUNet's 2D UNet (``pipe.unet.unet``), its ``text_encoder`` weights into the text encoder;
-    temporal layers are left alone.
+    ``pipe.load_lora_weights(path_or_repo_or_state_dict)`` loads a Stable Diffusion 1.5 LoRA, as every stage
+    does (:mod:`cascade.pipelines.lora_loading`): its ``unet`` weights go into the VideoUNet's 2D UNet
+    (``pipe.unet.unet``), its ``text_encoder`` weights into the text encoder; temporal layers are left alone.
 
     ``pipe.invert(video, prompt)`` (DDIM inversion) and ``pipe.edit(video, prompt, source_prompt)`` (editing by
     inversion and self-attention injection, or the baselines): :mod:`cascade.pipelines.editing`.
     """
-
-    @classmethod
-    def load_lora_into_unet(cls, state_dict, network_alphas, unet, **kwargs):
-        """Loads the ``unet.``-prefixed LoRA weights of ``state_dict`` into ``unet``'s 2D UNet, whose module
-        names they use; see diffusers' ``StableDiffusionLoraLoaderMixin.load_lora_into_unet``."""
-        spatial_unet = unet.unet if isinstance(unet, VideoUNet) else unet
-        super().load_lora_into_unet(state_dict, network_alphas, spatial_unet, **kwargs)
 
     @property
     def default_size(self) -> int | None:

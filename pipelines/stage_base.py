@@ -40,6 +40,7 @@ from .hub_loading import (
 )
 from .inputs import check_callback_inputs, check_generator, check_output_type, check_prompts
 from .known_frames import KnownFrames
+from .lora_loading import VideoLoraLoaderMixin
 from .sample_checks import check_finite_pixels, check_finite_sample
 from .stage_call import StageCall
 from .unet_conventions import UNetConventionsMixin
@@ -65,7 +66,7 @@ class VideoPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
 
 
-class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, DiffusionPipeline):
+class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMixin, DiffusionPipeline):
     """What the stage pipelines share. Its components are every stage's: ``unet`` (a
     :class:`cascade.VideoUNet`), ``scheduler`` (any diffusers scheduler), ``text_encoder`` and ``tokenizer``
     (CLIP), and an optional ``vae`` (latent space with it, pixel space without). A stage with more components

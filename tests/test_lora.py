@@ -1,5 +1,7 @@
 """Stable Diffusion 1.5 LoRAs (Hu et al. 2021) load into the keyframes pipeline's spatial layers and text encoder."""
 
+import copy
+
 import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
@@ -157,3 +159,27 @@ def test_pipeline_lora_management_reaches_the_text_encoder(lora):
     assert not any(
         isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer) for m in pipe.text_encoder.modules()
     )
+
+
+@pytest.mark.parametrize("stage", ["interpolation", "spatiotemporal_sr", "spatial_sr"])
+@torch.no_grad()
+def test_every_stage_loads_a_lora_into_its_2d_unet(stage, tmp_path):
+    from cascade.testing.tiny_models import tiny_cascade_stages
+
+    pipe = tiny_cascade_stages()[stage]
+    spatial = pipe.unet.unet if hasattr(pipe.unet, "unet") else pipe.unet  # (2D UNet)
+    tuned = copy.deepcopy(spatial)
+    layers, config = add_random_lora(tuned, ["to_q", "to_k", "to_v", "to_out.0"], seed=3)
+    StableDiffusionPipeline.save_lora_weights(
+        tmp_path, unet_lora_layers=layers, unet_lora_adapter_metadata=config
+    )
+    channels, size = spatial.config.in_channels, spatial.config.sample_size
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, channels, size, size, generator=generator)  # (B, C, H, W)
+    text = torch.randn(2, 5, spatial.config.cross_attention_dim, generator=generator)  # (B, L, D)
+    labels = {"class_labels": torch.tensor([20, 20])} if spatial.config.num_class_embeds else {}
+    before = spatial(sample, 400, text, **labels).sample
+    pipe.load_lora_weights(tmp_path)
+    after = spatial(sample, 400, text, **labels).sample
+    torch.testing.assert_close(after, tuned.eval()(sample, 400, text, **labels).sample, atol=1e-5, rtol=1e-5)
+    assert (after - before).abs().max() > 1e-3
