@@ -138,7 +138,8 @@ def test_a_prompt_outside_the_shapes_world_has_no_ground_truth(tiny, tmp_path):
         (inputs(prompt="  "), "`prompt` must be a non-empty str, got '  '."),
         (inputs(seed=-1), "`seed` must be an int >= 0, got -1."),
         (inputs(seed=0.5), "`seed` must be an int >= 0, got 0.5."),
-        (inputs(frames=0), "`num_frames` must be a positive int, got 0."),  # the keyframes pipeline's check
+        # the cascade's check of a stage's settings, before any stage runs
+        (inputs(frames=0), "`stage_kwargs['keyframes']['num_frames']` must be a positive int, got 0."),
         (
             inputs(steps={"spatial_sr": 0.0}),
             "spatial_sr: `num_inference_steps` must be a positive int, got 0.",
@@ -327,7 +328,9 @@ def test_the_gradio_app_answers_bad_input_with_the_message(tiny, tmp_path, monke
     app = build_app(tiny, cache_size=3)
     assert app.generate_tab.cache.folder == (tmp_path / "cascade-requests").resolve()
     generate = next(block.fn for block in app.fns.values() if block.name == "generate")
-    with pytest.raises(gr.Error, match="`num_frames` must be a positive int, got 0."):
+    with pytest.raises(
+        gr.Error, match=r"`stage_kwargs\['keyframes'\]\['num_frames'\]` must be a positive int, got 0."
+    ):
         list(generate(*inputs(frames=0)))
     with pytest.raises(ValueError, match="must be inside gradio's cache folder"):
         build_app(tiny, cache_folder=tmp_path.parent / "elsewhere")

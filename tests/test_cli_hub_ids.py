@@ -67,7 +67,7 @@ def test_every_model_flag_takes_a_folder_or_a_repo_id():
         for action in command._actions:
             if "--model" in action.option_strings:
                 with_model[name] = action
-    assert sorted(with_model) == ["edit", "eval", "generate", "serve"]
+    assert sorted(with_model) == ["edit", "eval", "extend", "generate", "serve"]
     for name, action in with_model.items():
         # A string reaches the loader as typed; the help says a repo id is taken.
         assert action.type is None and action.metavar == "DIR|REPO_ID", name
@@ -125,6 +125,16 @@ def command_argv(command: str, tmp_path, input_video, prompts) -> list[str]:
             "a blue square",
         ]
         return [*edit, "--steps", "1", "--frames", "2"]
+    if command == "extend":
+        extend = [
+            "extend",
+            str(input_video),
+            "-o",
+            str(tmp_path / "out" / "clip.gif"),
+            "--prompt",
+            "a blue square",
+        ]
+        return [*extend, "--steps", "1", "--frames", "5"]
     if command == "eval":
         flags = ["--stages", "keyframes", "--num-frames", "2", "--steps", "1", "--format", "npz"]
         return ["eval", "--prompts", str(prompts), "-o", str(tmp_path / "out"), *flags]
@@ -138,7 +148,7 @@ def prompts(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("command", ["generate", "edit", "eval", "serve"])
+@pytest.mark.parametrize("command", ["generate", "edit", "extend", "eval", "serve"])
 def test_an_uncached_repo_id_offline_is_one_error_naming_it(
     offline, tmp_path, capsys, input_video, prompts, command
 ):
