@@ -33,6 +33,7 @@ from cascade.models.attention_injection import self_attention_injection
 from cascade.utils.checks import check_choice, check_int, check_number
 
 from .inputs import video_to_tensor
+from .memory_estimate import preflight_clips
 from .stage_call import StageCall
 
 EDIT_METHODS = ("inversion", "plain_inversion", "sdedit")
@@ -146,13 +147,15 @@ class EditingMixin:
         which DDIM's last ``strength`` of the steps start (1: the schedule's top)."""
         check_number("strength", strength, greater_than=0.0, maximum=1.0)
         clean = self._clean_sample(video, decode_chunk_size)  # (B, C, F, h, w)
-        call = self._call(
-            clean,
-            prompt=_prompts("prompt", prompt, clean.shape[0]),
-            negative_prompt=negative_prompt,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-        )
+        arguments = {
+            "prompt": _prompts("prompt", prompt, clean.shape[0]),
+            "negative_prompt": negative_prompt,
+            "num_inference_steps": num_inference_steps,
+            "guidance_scale": guidance_scale,
+        }
+        self._check(clean, arguments)
+        preflight_clips(self, clean, {"guidance_scale": guidance_scale, "output_type": "latent"})
+        call = self._call(clean, **arguments)
         inversion = self._invert(clean, call, _steps_run(num_inference_steps, strength))
         self.maybe_free_model_hooks()
         return inversion
@@ -214,6 +217,7 @@ class EditingMixin:
             "decode_chunk_size": decode_chunk_size,
         }
         self._check(clean, target)  # every argument, before the inversion runs the model
+        preflight_clips(self, clean, target, branches=2 if method == "inversion" else 1)
         if method == "sdedit":
             return self._sdedit(self._call(clean, **target), clean, strength)
         steps_run = _steps_run(num_inference_steps, strength)

@@ -274,6 +274,21 @@ def preflight(pipeline, arguments: dict) -> None:
     refuse_if_too_large(type(pipeline).__name__, estimate, pipeline._execution_device, what)
 
 
+def preflight_clips(pipeline, clean: torch.Tensor, arguments: dict, branches: int = 1) -> None:
+    """Estimates the peak of denoising the clips ``clean`` ``(B, C, F, h, w)`` with ``arguments``, ``branches``
+    copies side by side in one batch (an edit's source and target), as ``invert`` and ``edit`` run them
+    (:mod:`.editing`), and refuses it like :func:`preflight`, naming ``video``."""
+    if skipped():
+        return
+    videos, _, frames, height, width = clean.shape
+    factor = pipeline.vae_scale_factor
+    estimate = estimate_stage_memory(
+        pipeline, videos * branches, frames, height * factor, width * factor, arguments
+    )
+    what = change("video", "`video`")
+    refuse_if_too_large(type(pipeline).__name__, estimate, pipeline._execution_device, what)
+
+
 # the settings the estimate of a stage in a cascade reads before the stage has checked them, and their minimum
 SHAPE_SETTINGS = {
     "num_frames": 1,

@@ -180,3 +180,26 @@ def test_generate_with_100000_frames_fails_at_once_with_a_clear_message(tmp_path
     error = capsys.readouterr().err
     assert "cascade generate: error: stage 'interpolation'" in error and "GiB are free" in error, error
     assert "window" in error and not output.exists()
+
+
+def test_an_inversion_or_edit_that_cannot_fit_is_refused_before_any_model_runs(free_memory):
+    pipe = tiny_keyframes()
+    clips = np.zeros((2, 3000, 8, 8, 3), dtype=np.float32)  # (B, F, H, W, 3)
+    free_memory(300 * 2**20)
+    fail_if_run(pipe.unet, pipe.text_encoder)
+    with pytest.raises(RequestTooLargeError, match=r"KeyframesPipeline: .* give a `video` with fewer"):
+        pipe.invert(clips, prompt="a red circle")
+    with pytest.raises(RequestTooLargeError, match=r"KeyframesPipeline: .* give a `video` with fewer"):
+        pipe.edit(clips, "a blue circle", source_prompt="a red circle")
+
+
+def test_an_edit_of_two_branches_is_estimated_at_twice_the_videos(free_memory):
+    pipe = tiny_keyframes()
+    clean = torch.zeros(2, 3, 100, 8, 8)  # (B, C, F, h, w)
+    target = {"guidance_scale": 2.0, "output_type": "np"}
+    one = memory_estimate.estimate_stage_memory(pipe, 2, 100, 8, 8, target).peak
+    two = memory_estimate.estimate_stage_memory(pipe, 4, 100, 8, 8, target).peak
+    free_memory((one + two) // 2)  # room for one branch, not two
+    memory_estimate.preflight_clips(pipe, clean, target)
+    with pytest.raises(RequestTooLargeError):
+        memory_estimate.preflight_clips(pipe, clean, target, branches=2)
