@@ -165,9 +165,14 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         return self.unet.unet if isinstance(self.unet, VideoUNet) else self.unet
 
     @property
-    def text_embedding_dim(self) -> int:
-        """Width of the text embeddings the UNet attends to."""
-        return self.spatial_unet.config.cross_attention_dim
+    def text_embedding_dim(self) -> int | None:
+        """Width of the text embeddings the UNet attends to; the text encoder's width in a pipeline built without
+        a UNet (to encode prompts alone); ``None`` (any) with neither."""
+        if self.unet is not None:
+            return self.spatial_unet.config.cross_attention_dim
+        if self.text_encoder is not None:
+            return self.text_encoder.config.hidden_size
+        return None
 
     @property
     def guidance_scale(self) -> float:
@@ -219,7 +224,11 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         if prompt_embeds is None:
             prompts = [prompt] if isinstance(prompt, str) else prompt
             prompt_embeds = encode_text(self.tokenizer, self.text_encoder, prompts, device)
-        prompt_embeds = prompt_embeds.to(device=device, dtype=self.text_encoder.dtype)
+        # the text encoder's dtype; without one (embeddings given), the UNet's, else the embeddings' own
+        dtype = next(
+            (model.dtype for model in (self.text_encoder, self.unet) if model is not None), prompt_embeds.dtype
+        )
+        prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
         if do_classifier_free_guidance and negative_prompt_embeds is None:
             negatives = negative_prompt or ""
             negatives = [negatives] * batch_size if isinstance(negatives, str) else negatives
@@ -229,7 +238,9 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         else:
             negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
             negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
-        return prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0), negative_prompt_embeds
+        prompt_embeds = prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+        # returned by the names __call__ takes them by (diffusers' common tests map them so)
+        return prompt_embeds, negative_prompt_embeds
 
     def check_common_inputs(
         self,

@@ -72,6 +72,37 @@ def test_num_videos_per_prompt_multiplies_the_batch(pixel_pipe):
     assert (frames[0] - frames[1]).abs().max() > 1e-3  # different noise for each video of a prompt
 
 
+def test_encode_prompt_works_in_a_pipeline_of_the_text_components_alone(pixel_pipe):
+    """As diffusers' common test does it: the prompt encoded by a pipeline holding only the text encoder and
+    tokenizer, the returned names passed to the full pipeline, give the frames of the prompt."""
+    import ast
+    import inspect
+    import textwrap
+
+    components = pixel_pipe.components
+    text_only = KeyframesPipeline(
+        unet=None, scheduler=None, text_encoder=components["text_encoder"], tokenizer=components["tokenizer"]
+    )
+    outputs = text_only.encode_prompt("a green triangle", torch.device("cpu"), 2, True)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(KeyframesPipeline.encode_prompt)))
+    (returned,) = [node.value for node in ast.walk(tree) if isinstance(node, ast.Return)]
+    names = [element.id for element in returned.elts]  # every returned value is a name __call__ takes
+    assert names == ["prompt_embeds", "negative_prompt_embeds"]
+    from_embeds = generate(
+        pixel_pipe, None, **dict(zip(names, (o[:1] for o in outputs), strict=True)), num_videos_per_prompt=2
+    )
+    assert np.array_equal(generate(pixel_pipe, "a green triangle", num_videos_per_prompt=2), from_embeds)
+    # without a text encoder, given embeddings take the UNet's dtype
+    unet_only = KeyframesPipeline(**{**components, "text_encoder": None, "tokenizer": None})
+    embeds, negative = unet_only.encode_prompt(
+        None,
+        torch.device("cpu"),
+        prompt_embeds=outputs[0][:1].double(),
+        negative_prompt_embeds=outputs[1][:1],
+    )
+    assert embeds.dtype == negative.dtype == pixel_pipe.unet.dtype
+
+
 def test_prompt_embeddings_give_the_same_frames_as_the_prompt(pixel_pipe):
     positive, negative = pixel_pipe.encode_prompt("a green triangle", torch.device("cpu"), 1, True, "blurry")
     from_text = generate(pixel_pipe, "a green triangle", negative_prompt="blurry")
