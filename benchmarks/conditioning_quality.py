@@ -16,10 +16,16 @@ against ``none`` (the prompt alone) or the task's own baseline:
   true clip, beside the trained interpolation stage (``--interpolation-model``, factor 2, its cascade
   defaults) and the linear blend of the neighbours.
 - **long**: ``--long-frames`` keyframes (64) from the prompt: ``plain`` (all frames at once) against windows of
-  8 frames, each given the last 4 of the one before (by replacement and by reconstruction). Scored: direction
-  read as prompted over the whole video (target >= 90%), and the largest centroid step at a window seam over
-  the median step (target <= 2); seconds and peak memory (resident set growth of a fresh process) at
-  ``--long-frames`` against 8 frames.
+  8 frames, each given the last 4 of the one before (``extend``, by replacement and by reconstruction), and
+  ``coarse_to_fine`` (8 frames spread over the video, then the frames between from their blend, in windows of
+  8 overlapping by 4; :mod:`cascade.pipelines.coarse_to_fine`). Scored: direction read as prompted over the
+  whole video (target >= 90%), and the largest centroid step at a seam over the median step (target <= 2):
+  the step into the first frame each window adds (extension), the steps into and out of each coarse frame
+  (coarse to fine), beside the largest step anywhere over the median; seconds and peak memory (resident set
+  growth of a fresh process) at ``--long-frames`` against 8 frames.
+- **in-betweens** (the coarse-to-fine fill against the world's truth): the renderer's ``--long-frames``-frame
+  clip (the same motion in more frames: frame ``9 k`` of 64 is frame ``k`` of 8) with its 8 coarse frames
+  given; the frames between scored against the renderer's, beside the linear blend of the coarse frames.
 
     python benchmarks/conditioning_quality.py                     # weights/demo, 16 clips, 8 long videos
     python benchmarks/conditioning_quality.py --clips 2 --long-clips 1 --steps 3 --output c.json --sheet c.png
@@ -45,6 +51,7 @@ from cascade.data.shapes_render import render_clip
 from cascade.data.shapes_world import ShapesWorld
 from cascade.eval.image_quality import psnr
 from cascade.ops.windows import window_starts
+from cascade.pipelines.coarse_to_fine import blend_between, coarse_positions
 from cascade.pipelines.interpolation import InterpolationPipeline
 from cascade.pipelines.keyframes import KeyframesPipeline
 from cascade.utils.devices import describe_machine
@@ -53,6 +60,7 @@ REPO = Path(__file__).resolve().parent.parent
 HELD_OUT_SEED = 3000  # neither training's world seeds, stage_fidelity's nor demo_quality's
 FRAMES, SIZE, WINDOW, OVERLAP = 8, 16, 8, 4
 METHODS = ("replacement", "reconstruction")
+LONG_METHODS = ("plain", *METHODS, "coarse_to_fine")  # replacement, reconstruction: window after window
 GIVEN_EVERY_OTHER = [0, 2, 4, 6]
 
 
@@ -63,15 +71,27 @@ def track_distance(frames: np.ndarray, truth: np.ndarray) -> float:
     return float(np.nan_to_num(distances, nan=1.0).mean())
 
 
-def seam_ratio(frames: np.ndarray, starts: list[int]) -> float:
-    """The largest centroid step ``(F, H, W, 3)`` at a window seam (into the first frame a window adds) over
-    the median step; over all steps when there are no seams. ``inf`` when a frame shows no shape."""
+def seam_ratio(frames: np.ndarray, seams: list[int]) -> float:
+    """The largest centroid step of ``frames`` ``(F, H, W, 3)`` among the steps ``seams`` (step ``i`` goes from
+    frame ``i`` to ``i + 1``) over the median step; over all steps when there are no seams. ``inf`` when a
+    frame shows no shape."""
     centroids = analyze_video(frames).centroids  # (F, 2)
     steps = np.linalg.norm(np.diff(centroids, axis=0), axis=-1)  # (F - 1,)
     if np.isnan(steps).any():
         return float("inf")
-    seams = [start + OVERLAP - 1 for start in starts[1:]] or list(range(len(steps)))
+    seams = seams or list(range(len(steps)))
     return float(steps[seams].max() / max(np.median(steps), 1e-6))
+
+
+def seams_of(method: str, num_frames: int) -> list[int]:
+    """The seam steps of a ``num_frames`` video made by ``method``: into the first frame each window after the
+    first adds (window after window), into and out of each coarse frame (coarse to fine), none (plain)."""
+    if method == "plain":
+        return []
+    if method == "coarse_to_fine":
+        positions = coarse_positions(num_frames, WINDOW)
+        return sorted({p - 1 for p in positions[1:]} | {p for p in positions[:-1]})
+    return [start + OVERLAP - 1 for start in window_starts(num_frames, WINDOW, OVERLAP)[1:]]
 
 
 def reads(frames: np.ndarray, params) -> dict:
@@ -174,13 +194,14 @@ def interpolation(pipe, interpolator, params, truths, args) -> tuple[dict, dict]
 def long_settings(method: str, args) -> dict:
     if method == "plain":
         return {}
+    if method == "coarse_to_fine":
+        return {"window": WINDOW, "window_overlap": OVERLAP, "long_video_method": "coarse_to_fine"}
     return {"window": WINDOW, "window_overlap": OVERLAP, **conditioning(method, args)}
 
 
 def long_videos(pipe, params, args) -> tuple[dict, dict]:
     rows, outputs = {}, {}
-    starts = window_starts(args.long_frames, WINDOW, OVERLAP)
-    for method in ("plain", *METHODS):
+    for method in LONG_METHODS:
         frames = generate(
             pipe,
             [p.caption for p in params],
@@ -190,15 +211,50 @@ def long_videos(pipe, params, args) -> tuple[dict, dict]:
             **long_settings(method, args),
         )  # (N, F, H, W, 3)
         outputs[method] = frames
-        ratios = [seam_ratio(clip, starts if method != "plain" else []) for clip in frames]
+        ratios = [seam_ratio(clip, seams_of(method, args.long_frames)) for clip in frames]
         rows[method] = {
             "direction": float(
                 np.mean([reads(clip, p)["direction"] for clip, p in zip(frames, params, strict=True)])
             ),
             "median_seam_ratio": float(np.median(ratios)),
             "seam_ratio_within_2": float(np.mean([ratio <= 2 for ratio in ratios])),
+            "median_largest_step_ratio": float(np.median([seam_ratio(clip, []) for clip in frames])),
         }
         print(f"{args.long_frames} keyframes by {method}: done", flush=True)
+    return rows, outputs
+
+
+def in_betweens(pipe, params, args) -> tuple[dict, dict]:
+    """The coarse-to-fine fill from the renderer's coarse frames, against the renderer's long clip."""
+    positions = coarse_positions(args.long_frames, WINDOW)
+    between = [index for index in range(args.long_frames) if index not in positions]
+    truths = np.stack([render_clip(p, args.long_frames, SIZE, SIZE) for p in params])  # (N, F, H, W, 3)
+    coarse = truths[:, positions]  # (N, W, H, W, 3)
+    blend = blend_between(torch.from_numpy(coarse).permute(0, 4, 1, 2, 3), positions, args.long_frames)
+    outputs = {"truth": truths, "linear blend": blend.permute(0, 2, 3, 4, 1).numpy()}
+    for method in METHODS:
+        outputs[f"coarse to fine, {method}"] = generate(
+            pipe,
+            [p.caption for p in params],
+            args,
+            4,
+            num_frames=args.long_frames,
+            conditioning_frames=coarse,
+            conditioning_frame_indices=positions,
+            **long_settings("coarse_to_fine", args),
+            **conditioning(method, args),
+        )  # (N, F, H, W, 3)
+    rows = {
+        name: {
+            "in_between_psnr": float(psnr(frames[:, between], truths[:, between]).mean),
+            "track_distance": float(
+                np.mean([track_distance(c, t) for c, t in zip(frames, truths, strict=True)])
+            ),
+        }
+        for name, frames in outputs.items()
+        if name != "truth"
+    }
+    print("in-betweens: done", flush=True)
     return rows, outputs
 
 
@@ -231,7 +287,7 @@ def costs(args) -> dict:
     fresh process (spawned: a forked copy of a process whose thread pool ran can hang)."""
     context = multiprocessing.get_context("spawn")
     rows = {}
-    for method in ("plain", *METHODS):
+    for method in LONG_METHODS:
         for frames in (FRAMES, args.long_frames):
             settings = long_settings(method, args) if frames > FRAMES else {}
             with context.Pool(1) as pool:
@@ -286,6 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["extension"], extended = extension(pipe, params, truths, args)
     results["interpolation"], interpolated = interpolation(pipe, interpolator, params, truths, args)
     results["long"], long = long_videos(pipe, params[: args.long_clips], args)
+    results["in_betweens"], _ = in_betweens(pipe, params, args)
     results["costs"] = costs(args)
     results["machine"] = describe_machine()
     print(markdown(results))
@@ -354,17 +411,24 @@ def markdown(results: dict) -> str:
     frames = results["settings"]["long_frames"]
     lines += [
         "",
-        f"| {frames} keyframes | direction | median seam ratio | seam ratio <= 2 | s at {FRAMES} | s at {frames} "
-        f"| peak MiB at {FRAMES} | peak MiB at {frames} |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {frames} keyframes | direction | median seam ratio | seam ratio <= 2 | largest step ratio "
+        f"| s at {FRAMES} | s at {frames} | peak MiB at {FRAMES} | peak MiB at {frames} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for method, row in results["long"].items():
         cost = results["costs"][method]
         lines.append(
             f"| {method} | {row['direction']:.0%} | {row['median_seam_ratio']:.2f} | {row['seam_ratio_within_2']:.0%} "
-            f"| {cost[FRAMES]['seconds']:.2f} | {cost[frames]['seconds']:.2f} | {cost[FRAMES]['peak_mib']:.0f} "
+            f"| {row['median_largest_step_ratio']:.2f} | {cost[FRAMES]['seconds']:.2f} | {cost[frames]['seconds']:.2f} | {cost[FRAMES]['peak_mib']:.0f} "
             f"| {cost[frames]['peak_mib']:.0f} |"
         )
+    lines += [
+        "",
+        f"| in-betweens ({WINDOW} true frames -> {frames}) | in-betweens PSNR | track distance |",
+        "| --- | ---: | ---: |",
+    ]
+    for method, row in results["in_betweens"].items():
+        lines.append(f"| {method} | {row['in_between_psnr']:.1f} dB | {row['track_distance']:.3f} |")
     return "\n".join(lines)
 
 

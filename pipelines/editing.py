@@ -61,7 +61,7 @@ def _using_scheduler(pipe, scheduler):
         pipe.scheduler = original
 
 
-def _steps_run(num_inference_steps: int, strength: float) -> int:
+def steps_run(num_inference_steps: int, strength: float) -> int:
     """The last ``strength`` of ``num_inference_steps`` steps, at least one."""
     return max(1, int(num_inference_steps * strength))
 
@@ -156,7 +156,7 @@ class EditingMixin:
         self._check(clean, arguments)
         preflight_clips(self, clean, {"guidance_scale": guidance_scale, "output_type": "latent"})
         call = self._call(clean, **arguments)
-        inversion = self._invert(clean, call, _steps_run(num_inference_steps, strength))
+        inversion = self._invert(clean, call, steps_run(num_inference_steps, strength))
         self.maybe_free_model_hooks()
         return inversion
 
@@ -220,13 +220,13 @@ class EditingMixin:
         preflight_clips(self, clean, target, branches=2 if method == "inversion" else 1)
         if method == "sdedit":
             return self._sdedit(self._call(clean, **target), clean, strength)
-        steps_run = _steps_run(num_inference_steps, strength)
+        inverted_steps = steps_run(num_inference_steps, strength)
         inversion = self._invert(
             clean,
             self._call(clean, prompt=sources, num_inference_steps=num_inference_steps, guidance_scale=1.0),
-            steps_run,
+            inverted_steps,
         )
-        begin = num_inference_steps - steps_run
+        begin = num_inference_steps - inverted_steps
         forward, _ = self._inversion_schedulers()
         with _using_scheduler(self, forward):
             if method == "plain_inversion":
@@ -247,7 +247,7 @@ class EditingMixin:
     def _sdedit(self, call: StageCall, clean: torch.Tensor, strength: float):
         """The clean clips noised ``strength`` of the way up the pipeline's own schedule, then denoised."""
         steps = call.num_inference_steps
-        begin = steps - _steps_run(steps, strength)
+        begin = steps - steps_run(steps, strength)
         start = self.timesteps_from(steps, begin, clean.device)[:1].repeat(clean.shape[0])  # (B,)
         noise = randn_tensor(clean.shape, generator=call.generator, device=clean.device, dtype=clean.dtype)
         latents = self.scheduler.add_noise(clean, noise, start)

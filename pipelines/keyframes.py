@@ -9,7 +9,8 @@ of Large Language Models", arXiv:2106.09685) load into its spatial layers and te
 
 Given frames (image-to-video, extension) and videos longer than the model's window are sampled by
 reconstruction guidance or replacement (Ho et al. 2022, sec. 3.1; :mod:`.known_frames`): a long video is made
-window after window, each window given the last frames of the one before, as VDM extends videos.
+window after window, each window given the last frames of the one before, as VDM extends videos, or coarse to
+fine (:mod:`.coarse_to_fine`).
 """
 
 import torch
@@ -17,7 +18,8 @@ import torch
 from cascade.ops.windows import check_window, window_starts
 from cascade.utils.checks import check_choice, check_int, check_number
 
-from .editing import EditingMixin
+from .coarse_to_fine import blend_between, coarse_positions
+from .editing import EditingMixin, steps_run
 from .given_frames import given_frames
 from .known_frames import CONDITIONING_METHODS, KnownFrames
 from .sample_space import check_sample_space
@@ -26,6 +28,10 @@ from .stage_call import StageCall, stage_call
 
 # VDM's w_r; on the demo keyframes image-to-video read best at 20 of 1, 5, 20, 50, 150 (benchmarks/conditioning_quality.py)
 RECONSTRUCTION_GUIDANCE_SCALE = 20.0
+LONG_VIDEO_METHODS = ("extend", "coarse_to_fine")
+# SDEdit strength of the coarse-to-fine fill; on the demo keyframes 0.3 kept every seam step within 2x the
+# median step where 0.5 kept half (benchmarks/conditioning_quality.py)
+FILL_STRENGTH = 0.3
 
 
 class KeyframesPipeline(EditingMixin, VideoStagePipeline):
@@ -84,6 +90,8 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         reconstruction_guidance_scale,
         window,
         window_overlap,
+        long_video_method,
+        fill_strength,
         **common,
     ) -> None:
         """Raises ``ValueError`` naming the first bad argument, before any model runs."""
@@ -101,6 +109,18 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         check_choice("conditioning_method", conditioning_method, CONDITIONING_METHODS)
         check_number("reconstruction_guidance_scale", reconstruction_guidance_scale, minimum=0.0)
         check_window(window, window_overlap)
+        check_choice("long_video_method", long_video_method, LONG_VIDEO_METHODS)
+        check_number("fill_strength", fill_strength, greater_than=0.0, maximum=1.0)
+        if (
+            long_video_method == "coarse_to_fine"
+            and window is not None
+            and window < num_frames
+            and window < 2
+        ):
+            raise ValueError(
+                f"`window` must be at least 2 for long_video_method='coarse_to_fine' (the first and the last "
+                f"frame are coarse frames), got {window}."
+            )
         if window is not None and window < num_frames and window_overlap == 0:
             raise ValueError(
                 "`window_overlap` must be at least 1 when the video is longer than a window: each window is "
@@ -134,6 +154,8 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         reconstruction_guidance_scale: float = RECONSTRUCTION_GUIDANCE_SCALE,
         window: int | None = None,
         window_overlap: int | None = None,
+        long_video_method: str = "extend",
+        fill_strength: float = FILL_STRENGTH,
     ):
         """Generates ``num_frames`` keyframes for each prompt.
 
@@ -155,6 +177,13 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
                 window, each given the last ``window_overlap`` frames of the one before (default half a window).
                 Typically the number of frames the model was trained on.
             window_overlap: frames consecutive windows share, ``1 <= window_overlap < window``.
+            long_video_method: how a video longer than ``window`` is made: ``"extend"`` (window after window,
+                as above: VDM's autoregressive extension, the video a longer time) or ``"coarse_to_fine"``
+                (:mod:`.coarse_to_fine`: ``window`` frames spread over the whole video, then the frames between
+                them from their blend in overlapping windows: the motion of one window, in more frames). Given
+                frames that fall on the coarse positions steer the coarse frames too.
+            fill_strength: ``"coarse_to_fine"``: how far up the schedule, in (0, 1], the blend of the coarse
+                frames is noised before the frames between are denoised (SDEdit's strength).
 
         The given frames come out as given: bit for bit in pixel space, as their VAE round trip in latent space.
         """
@@ -171,25 +200,84 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
             pixels = pixels.to(latents.device).repeat_interleave(repeat, dim=0)
             encoded = self.encode_frames(pixels, call.decode_chunk_size).to(latents.dtype)  # (B, C, K, h, w)
             given = {index: encoded[:, :, k] for k, index in enumerate(indices)}
-        video = torch.empty_like(latents)  # (B, C, F, h, w)
         window = num_frames if window is None else window
-        starts = window_starts(num_frames, window, window // 2 if window_overlap is None else window_overlap)
+        window_overlap = window // 2 if window_overlap is None else window_overlap
+        guidance = {"method": conditioning_method, "guidance_scale": reconstruction_guidance_scale}
+        if long_video_method == "coarse_to_fine" and window < num_frames:
+            video = self.coarse_to_fine(
+                call, latents, noise, given, guidance, window, window_overlap, fill_strength
+            )
+        else:
+            video = self.window_after_window(call, latents, noise, given, guidance, window, window_overlap)
+        return self.finish(call, video)
+
+    def window_after_window(self, call, latents, noise, given: dict, guidance: dict, window, window_overlap):
+        """The video ``(B, C, F, h, w)`` from its noise ``latents``, ``window`` frames at a time, each window
+        given the frames it shares with the one before (and the call's ``given`` frames inside it)."""
+        num_frames = latents.shape[2]
+        given = dict(given)
+        video = torch.empty_like(latents)  # (B, C, F, h, w)
+        starts = window_starts(num_frames, window, window_overlap)
         window = min(window, num_frames)  # a window longer than the video is the whole video
         with self.call_progress_bar(call, len(starts)) as progress_bar:
             for start in starts:
-                positions = [index for index in range(start, start + window) if index in given]
-                known = None
-                if positions:
-                    known = KnownFrames(
-                        torch.stack([given[index] for index in positions], dim=2),  # (B, C, K', h, w)
-                        [index - start for index in positions],
-                        noise[:, :, positions],
-                        conditioning_method,
-                        reconstruction_guidance_scale,
-                    )
                 sample = self.denoise(
-                    call, latents[:, :, start : start + window], known=known, progress_bar=progress_bar
+                    call,
+                    latents[:, :, start : start + window],
+                    known=known_frames(given, range(start, start + window), noise, guidance),
+                    progress_bar=progress_bar,
                 )  # (B, C, W, h, w)
                 given.update({start + offset: sample[:, :, offset] for offset in range(window)})
                 video[:, :, start : start + window] = sample
-        return self.finish(call, video)
+        return video
+
+    def coarse_to_fine(
+        self, call, latents, noise, given: dict, guidance: dict, window, window_overlap, fill_strength
+    ):
+        """The video ``(B, C, F, h, w)`` from its noise ``latents`` coarse to fine (:mod:`.coarse_to_fine`):
+        ``window`` frames spread over the video (given those of the call's ``given`` frames that fall on
+        them), then every frame from their linear blend noised ``fill_strength`` of the way up the schedule,
+        denoised in overlapping windows with the call's given frames given. The coarse frames are not held:
+        they are refined with their neighbours, which on the demo kept the steps into and out of them closer to
+        the others (benchmarks/conditioning_quality.py)."""
+        num_frames, steps = latents.shape[2], call.num_inference_steps
+        positions = coarse_positions(num_frames, window)
+        begin = steps - steps_run(steps, fill_strength)
+        total = len(self.timesteps_from(steps, 0, latents.device)) + len(
+            self.timesteps_from(steps, begin, latents.device)
+        )
+        with self.progress_bar(total=total) as progress_bar:
+            coarse = self.denoise(
+                call,
+                latents[:, :, positions],
+                known=known_frames(given, positions, noise, guidance),
+                progress_bar=progress_bar,
+            )  # (B, C, W, h, w)
+            start = self.timesteps_from(steps, begin, latents.device)[:1].repeat(latents.shape[0])  # (B,)
+            blend = self.scheduler.add_noise(blend_between(coarse, positions, num_frames), noise, start)
+            return self.denoise(
+                call,
+                blend,  # (B, C, F, h, w)
+                window=window,
+                window_overlap=window_overlap,
+                begin_step=begin,
+                known=known_frames(given, range(num_frames), noise, guidance),
+                progress_bar=progress_bar,
+            )
+
+
+def known_frames(given: dict, positions, noise: torch.Tensor, guidance: dict) -> KnownFrames | None:
+    """The frames of ``given`` (output position -> ``(B, C, h, w)``) among ``positions`` (the output
+    positions a denoising run makes, in its order) as that run's :class:`KnownFrames`, noised by ``noise``
+    ``(B, C, F, h, w)`` at their output positions; ``None`` when none is given there."""
+    positions = list(positions)
+    inside = [position for position in positions if position in given]
+    if not inside:
+        return None
+    return KnownFrames(
+        torch.stack([given[position] for position in inside], dim=2),  # (B, C, K, h, w)
+        [positions.index(position) for position in inside],
+        noise[:, :, inside],
+        guidance["method"],
+        guidance["guidance_scale"],
+    )

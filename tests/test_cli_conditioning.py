@@ -93,5 +93,12 @@ def test_generate_with_a_missing_image_is_one_clear_error(keyframes_model, tmp_p
 def test_more_keyframes_than_the_model_was_trained_on_are_made_in_windows_of_that_length():
     demo = load_cascade(DEMO_MODEL)
     trained = demo.stage_defaults["keyframes"]["num_frames"]
-    assert stage_settings(demo, None, 64, None)["keyframes"] == {"num_frames": 64, "window": trained}
+    assert stage_settings(demo, None, 64, None)["keyframes"] == {
+        "num_frames": 64,
+        "window": trained,
+        "long_video_method": "extend",
+    }
+    assert stage_settings(demo, None, 64, None, "coarse_to_fine")["keyframes"]["long_video_method"] == (
+        "coarse_to_fine"
+    )
     assert stage_settings(demo, None, trained, None)["keyframes"] == {"num_frames": trained}

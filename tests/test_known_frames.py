@@ -202,6 +202,13 @@ def _bad_inputs(size):
         ({"window": 2, "window_overlap": 0}, r"`window_overlap` must be at least 1"),
         ({"window": 0}, r"`window`"),
         ({"window": 2, "window_overlap": 2}, r"`window_overlap`"),
+        ({"window": 2, "long_video_method": "loop"}, r"`long_video_method` must be one of"),
+        ({"window": 2, "long_video_method": "coarse_to_fine", "fill_strength": 0.0}, r"`fill_strength`"),
+        ({"fill_strength": 1.5}, r"`fill_strength`"),
+        (
+            {"window": 1, "window_overlap": 0, "long_video_method": "coarse_to_fine"},
+            r"`window` must be at least 2",
+        ),
     ]
 
 

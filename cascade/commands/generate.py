@@ -28,6 +28,15 @@ def add_parsers(commands) -> None:
         help="the video's first frame (image-to-video), resized to cover the keyframes' size and center-cropped",
     )
     parser.add_argument(
+        "--long-video",
+        choices=("coarse_to_fine", "extend"),
+        default="coarse_to_fine",
+        help="how --frames beyond the length the keyframes stage was trained on are made: coarse_to_fine (that "
+        "many keyframes spread over the video, then the frames between: the prompt's motion in more frames; the "
+        "default) or extend (window after window, each continuing the last: a longer time, as `cascade extend` "
+        "makes it)",
+    )
+    parser.add_argument(
         "--save-intermediates",
         action="store_true",
         help="also write each earlier stage's frames next to the output, as OUT.<stage>.<suffix>",
@@ -74,7 +83,7 @@ def run(args: argparse.Namespace) -> None:
     cascade = load_generator(args.model, args.stages)
     for name, stage in cascade.stages.items():
         stage.set_progress_bar_config(desc=name)
-    settings = stage_settings(cascade, args.steps, args.frames, args.guidance)
+    settings = stage_settings(cascade, args.steps, args.frames, args.guidance, args.long_video)
     if image is not None:
         settings["keyframes"]["image"] = fitted_frames(cascade, image[None], 1)[0]  # (S, S, 3)
     result = cascade(

@@ -126,18 +126,22 @@ def load_generator(model: str | os.PathLike | None, stages: list[str] | None):
     return cascade
 
 
-def stage_settings(cascade, steps: int | None, frames: int, guidance: float | None) -> dict[str, dict]:
+def stage_settings(
+    cascade, steps: int | None, frames: int, guidance: float | None, long_video_method: str = "extend"
+) -> dict[str, dict]:
     """``stage_kwargs`` for ``cascade``: ``steps`` denoising steps for every stage, ``frames`` keyframes,
     and ``guidance`` as every stage's guidance scale (``None``: each stage's default: the cascade's
     ``stage_defaults``, else the stage's own). More keyframes than the cascade's default count (the length
-    its keyframes stage was trained on) are made in windows of that length, each given the last half of the
-    one before (reconstruction guidance, :mod:`cascade.pipelines.known_frames`)."""
+    its keyframes stage was trained on) are made in windows of that length by ``long_video_method``
+    (:class:`~cascade.pipelines.keyframes.KeyframesPipeline`): ``"extend"``, each window given the last half
+    of the one before (reconstruction guidance, :mod:`cascade.pipelines.known_frames`), or
+    ``"coarse_to_fine"`` (:mod:`cascade.pipelines.coarse_to_fine`)."""
     settings = {name: {} if steps is None else {"num_inference_steps": steps} for name in cascade.stages}
     if STAGE_NAMES[0] in settings:
         settings[STAGE_NAMES[0]]["num_frames"] = frames
         trained = cascade.stage_defaults.get(STAGE_NAMES[0], {}).get("num_frames")
         if trained is not None and frames > trained:
-            settings[STAGE_NAMES[0]]["window"] = trained
+            settings[STAGE_NAMES[0]].update(window=trained, long_video_method=long_video_method)
     if guidance is not None:
         for stage in settings.values():
             stage["guidance_scale"] = guidance
