@@ -248,7 +248,7 @@ class EditingMixin:
         """The clean clips noised ``strength`` of the way up the pipeline's own schedule, then denoised."""
         steps = call.num_inference_steps
         begin = steps - steps_run(steps, strength)
-        start = self.timesteps_from(steps, begin, clean.device)[:1].repeat(clean.shape[0])  # (B,)
+        start = self.timesteps_from(call, begin, clean.device)[:1].repeat(clean.shape[0])  # (B,)
         noise = randn_tensor(clean.shape, generator=call.generator, device=clean.device, dtype=clean.dtype)
         latents = self.scheduler.add_noise(clean, noise, start)
         return self.finish(call, self.denoise(call, latents, begin_step=begin))

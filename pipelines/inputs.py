@@ -2,6 +2,8 @@
 the conversion of a video argument to a tensor. Generic checks (ints, numbers, shapes) are
 :mod:`cascade.utils.checks`; like them, these raise ``ValueError`` naming the argument."""
 
+import inspect
+
 import numpy as np
 import PIL.Image
 import torch
@@ -129,3 +131,37 @@ def fit_videos(video, num_frames: int, size: int, name: str = "video") -> np.nda
             f"`{name}` must have at least 2 frames (a single image is no video), got {video.shape[1]}."
         )
     return np.stack([fit_video(clip, num_frames, size, size) for clip in video])
+
+
+def check_custom_schedule(scheduler, timesteps, sigmas) -> None:
+    """``timesteps`` or ``sigmas`` (not both): ``None``, or a non-empty decreasing list of numbers that
+    ``scheduler.set_timesteps`` takes (timesteps: ints in ``[0, num_train_timesteps)``; sigmas: ``>= 0``)."""
+    if timesteps is not None and sigmas is not None:
+        raise ValueError("give `timesteps` or `sigmas`, not both.")
+    for name, values in (("timesteps", timesteps), ("sigmas", sigmas)):
+        if values is None:
+            continue
+        top = scheduler.config.get("num_train_timesteps")
+        numbers = list(values) if isinstance(values, list | tuple) else None
+        valid = bool(numbers) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in numbers
+        )
+        if valid and name == "timesteps":
+            valid = all(float(v).is_integer() and 0 <= v and (top is None or v < top) for v in numbers)
+        if valid and name == "sigmas":
+            valid = all(v >= 0 for v in numbers)
+        if not valid or any(a <= b for a, b in zip(numbers[:-1], numbers[1:], strict=True)):
+            allowed = f"ints in [0, {top})" if name == "timesteps" else "numbers >= 0"
+            raise ValueError(
+                f"`{name}` must be a non-empty strictly decreasing list of {allowed}, got {values!r:.100}."
+            )
+        if name not in inspect.signature(scheduler.set_timesteps).parameters:
+            raise ValueError(
+                f"`{name}`: the scheduler {type(scheduler).__name__} takes no custom {name} (its `set_timesteps` has "
+                f"no `{name}` argument); use `num_inference_steps`, or a scheduler that does, such as "
+                f"{'DPMSolverMultistepScheduler' if name == 'timesteps' else 'EulerDiscreteScheduler'}."
+            )
+        try:  # what else the scheduler requires of them (UniPC: sigmas only with flow sigmas)
+            scheduler.set_timesteps(**{name: numbers})
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"`{name}`: {type(scheduler).__name__} refused them: {error}") from None

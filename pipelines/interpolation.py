@@ -113,13 +113,11 @@ class InterpolationPipeline(VideoStagePipeline):
             )
 
     def noised_blend(
-        self, blend: torch.Tensor, noise: torch.Tensor, num_inference_steps: int, begin: int
+        self, blend: torch.Tensor, noise: torch.Tensor, call: StageCall, begin: int
     ) -> torch.Tensor:
         """The linear blend of the given frames ``(B, C, F', h, w)`` noised with ``noise`` to the level of step
-        ``begin`` of ``num_inference_steps`` (SDEdit's starting point)."""
-        start = self.timesteps_from(num_inference_steps, begin, blend.device)[:1].repeat(
-            blend.shape[0]
-        )  # (B,)
+        ``begin`` of the call's schedule (SDEdit's starting point)."""
+        start = self.timesteps_from(call, begin, blend.device)[:1].repeat(blend.shape[0])  # (B,)
         return self.scheduler.add_noise(blend, noise, start)
 
     @torch.no_grad()
@@ -177,7 +175,7 @@ class InterpolationPipeline(VideoStagePipeline):
                 if self.config.conditioning_fill == "blend"
                 else masked_frame_conditioning(known, factor, "blend")[0]
             )
-            latents = self.noised_blend(blend, all_noise, steps, begin)
+            latents = self.noised_blend(blend, all_noise, call, begin)
         latents = self.denoise(
             call,
             latents,

@@ -243,8 +243,8 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         num_frames, steps = latents.shape[2], call.num_inference_steps
         positions = coarse_positions(num_frames, window)
         begin = steps - steps_run(steps, fill_strength)
-        total = len(self.timesteps_from(steps, 0, latents.device)) + len(
-            self.timesteps_from(steps, begin, latents.device)
+        total = len(self.timesteps_from(call, 0, latents.device)) + len(
+            self.timesteps_from(call, begin, latents.device)
         )
         with self.progress_bar(total=total) as progress_bar:
             coarse = self.denoise(
@@ -253,7 +253,7 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
                 known=known_frames(given, positions, noise, guidance),
                 progress_bar=progress_bar,
             )  # (B, C, W, h, w)
-            start = self.timesteps_from(steps, begin, latents.device)[:1].repeat(latents.shape[0])  # (B,)
+            start = self.timesteps_from(call, begin, latents.device)[:1].repeat(latents.shape[0])  # (B,)
             blend = self.scheduler.add_noise(blend_between(coarse, positions, num_frames), noise, start)
             return self.denoise(
                 call,

@@ -38,7 +38,13 @@ from .hub_loading import (
     saved_pipeline_class,
     stage_files,
 )
-from .inputs import check_callback_inputs, check_generator, check_output_type, check_prompts
+from .inputs import (
+    check_callback_inputs,
+    check_custom_schedule,
+    check_generator,
+    check_output_type,
+    check_prompts,
+)
 from .known_frames import KnownFrames
 from .lora_loading import VideoLoraLoaderMixin
 from .sample_checks import check_finite_pixels, check_finite_sample
@@ -226,7 +232,8 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
             prompt_embeds = encode_text(self.tokenizer, self.text_encoder, prompts, device)
         # the text encoder's dtype; without one (embeddings given), the UNet's, else the embeddings' own
         dtype = next(
-            (model.dtype for model in (self.text_encoder, self.unet) if model is not None), prompt_embeds.dtype
+            (model.dtype for model in (self.text_encoder, self.unet) if model is not None),
+            prompt_embeds.dtype,
         )
         prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
         if do_classifier_free_guidance and negative_prompt_embeds is None:
@@ -249,6 +256,8 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         prompt,
         negative_prompt,
         num_inference_steps,
+        timesteps,
+        sigmas,
         guidance_scale,
         num_videos_per_prompt,
         eta,
@@ -270,6 +279,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
             prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.text_embedding_dim
         )
         check_int("num_inference_steps", num_inference_steps, minimum=1)
+        check_custom_schedule(self.scheduler, timesteps, sigmas)
         check_number("guidance_scale", guidance_scale, minimum=0.0)
         check_int("num_videos_per_prompt", num_videos_per_prompt, minimum=1)
         check_number("eta", eta, minimum=0.0, maximum=1.0)
@@ -314,6 +324,9 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         ``["latents"]``)."""
         self._guidance_scale = call.guidance_scale
         self._interrupt = False
+        if call.timesteps is not None or call.sigmas is not None:  # their steps, as the scheduler counts them
+            self.timesteps_from(call, 0, self._execution_device)
+            call.num_inference_steps = self.scheduler.num_inference_steps
         call.prompt_embeds, call.negative_prompt_embeds = self.encode_prompt(
             call.prompt,
             self._execution_device,
@@ -339,10 +352,16 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
             )
         return call.latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
 
-    def timesteps_from(self, num_inference_steps: int, begin_step: int, device) -> torch.Tensor:
-        """Sets the scheduler to ``num_inference_steps`` and returns its timesteps from step ``begin_step``
-        on, the scheduler told to start there (diffusers' ``set_begin_index``) when ``begin_step > 0``."""
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+    def timesteps_from(self, call: StageCall, begin_step: int, device) -> torch.Tensor:
+        """Sets the scheduler to the call's schedule (its ``num_inference_steps``, or its custom ``timesteps``
+        or ``sigmas``) and returns its timesteps from step ``begin_step`` on, the scheduler told to start there
+        (diffusers' ``set_begin_index``) when ``begin_step > 0``."""
+        if call.timesteps is not None:
+            self.scheduler.set_timesteps(timesteps=list(call.timesteps), device=device)
+        elif call.sigmas is not None:
+            self.scheduler.set_timesteps(sigmas=list(call.sigmas), device=device)
+        else:
+            self.scheduler.set_timesteps(call.num_inference_steps, device=device)
         first = begin_step * self.scheduler.order
         if first and hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(first)
@@ -351,7 +370,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
     def call_progress_bar(self, call: StageCall, runs: int):
         """The one progress bar of a call that runs the denoising loop ``runs`` times (once per window or chunk),
         each run from the first step: its total is all their steps. :meth:`denoise` advances it."""
-        steps = len(self.timesteps_from(call.num_inference_steps, 0, self._execution_device))
+        steps = len(self.timesteps_from(call, 0, self._execution_device))
         return self.progress_bar(total=runs * steps)
 
     def encode_frames(self, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
@@ -405,7 +424,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         :class:`~cascade.pipelines.sample_checks.NonFiniteSampleError` (:mod:`.sample_checks`).
         """
         warn_if_emulated(self.unet.dtype, latents.device)
-        timesteps = self.timesteps_from(call.num_inference_steps, begin_step, latents.device)
+        timesteps = self.timesteps_from(call, begin_step, latents.device)
         if end_step is not None:
             timesteps = timesteps[: (end_step - begin_step) * self.scheduler.order]
         self._num_timesteps = len(timesteps)

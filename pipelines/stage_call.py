@@ -49,6 +49,21 @@ COMMON_ARGUMENTS = (
         "what guidance steers away from; the empty prompt when ``None``.",
     ),
     Argument("num_inference_steps", 25, int, "denoising steps."),
+    Argument(
+        "timesteps",
+        None,
+        list[int] | None,
+        "the timesteps to denoise at, decreasing, instead of the scheduler's spacing (``num_inference_steps`` is "
+        "then their count); for schedulers whose ``set_timesteps`` takes ``timesteps`` (as diffusers' "
+        "``retrieve_timesteps``).",
+    ),
+    Argument(
+        "sigmas",
+        None,
+        list[float] | None,
+        "the noise levels to denoise at, decreasing, instead of the scheduler's, as its ``set_timesteps`` takes "
+        "them (Euler: one more than the steps, the last the final level).",
+    ),
     Argument("guidance_scale", 7.5, float, "classifier-free guidance weight; guidance is off at 1 or less."),
     Argument("num_videos_per_prompt", 1, int, "videos generated for each prompt (and input video)."),
     Argument(
@@ -137,6 +152,8 @@ class StageCall:
     prompt: str | list[str] | None
     negative_prompt: str | list[str] | None
     num_inference_steps: int
+    timesteps: list[int] | None
+    sigmas: list[float] | None
     guidance_scale: float
     num_videos_per_prompt: int
     eta: float
