@@ -221,15 +221,19 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         negative_prompt: str | list[str] | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
+        clip_skip: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns ``(prompt_embeds, negative_prompt_embeds)``, each ``(B * num_videos_per_prompt, L, D)``;
-        the negative ones are ``None`` without guidance. A missing negative prompt is the empty one."""
+        the negative ones are ``None`` without guidance. A missing negative prompt is the empty one. ``clip_skip``
+        reads the prompts that many text encoder layers before the last (:func:`~cascade.ops.text.encode_text`)."""
         batch_size = check_prompts(
             prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, self.text_embedding_dim
         )
         if prompt_embeds is None:
             prompts = [prompt] if isinstance(prompt, str) else prompt
-            prompt_embeds = encode_text(self.tokenizer, self.text_encoder, prompts, device)
+            prompt_embeds = encode_text(
+                self.tokenizer, self.text_encoder, prompts, device, clip_skip=clip_skip
+            )
         # the text encoder's dtype; without one (embeddings given), the UNet's, else the embeddings' own
         dtype = next(
             (model.dtype for model in (self.text_encoder, self.unet) if model is not None),
@@ -239,7 +243,9 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         if do_classifier_free_guidance and negative_prompt_embeds is None:
             negatives = negative_prompt or ""
             negatives = [negatives] * batch_size if isinstance(negatives, str) else negatives
-            negative_prompt_embeds = encode_text(self.tokenizer, self.text_encoder, negatives, device)
+            negative_prompt_embeds = encode_text(
+                self.tokenizer, self.text_encoder, negatives, device, clip_skip=clip_skip
+            )
         if not do_classifier_free_guidance:
             negative_prompt_embeds = None
         else:
@@ -265,6 +271,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         latents,
         prompt_embeds,
         negative_prompt_embeds,
+        clip_skip,
         output_type,
         return_dict,
         cross_attention_kwargs,
@@ -280,6 +287,15 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         )
         check_int("num_inference_steps", num_inference_steps, minimum=1)
         check_custom_schedule(self.scheduler, timesteps, sigmas)
+        if clip_skip is not None:
+            layers = self.text_encoder.config.num_hidden_layers if self.text_encoder is not None else 1
+            check_int(
+                "clip_skip",
+                clip_skip,
+                minimum=0,
+                maximum=layers - 1,
+                meaning=" (the text encoder's layers - 1)",
+            )
         check_number("guidance_scale", guidance_scale, minimum=0.0)
         check_int("num_videos_per_prompt", num_videos_per_prompt, minimum=1)
         check_number("eta", eta, minimum=0.0, maximum=1.0)
@@ -335,6 +351,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
             call.negative_prompt,
             call.prompt_embeds,
             call.negative_prompt_embeds,
+            call.clip_skip,
         )
         if isinstance(call.callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
             call.callback_on_step_end_tensor_inputs = call.callback_on_step_end.tensor_inputs

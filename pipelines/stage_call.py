@@ -95,6 +95,14 @@ COMMON_ARGUMENTS = (
         "precomputed negative text embeddings ``(B, L, D)``, with ``prompt_embeds``.",
     ),
     Argument(
+        "clip_skip",
+        None,
+        int | None,
+        "layers of the text encoder to skip from the last: the prompt is read from the hidden states that many "
+        "layers earlier, through the final layer norm (as diffusers' Stable Diffusion pipelines); ignored with "
+        "``prompt_embeds``.",
+    ),
+    Argument(
         "output_type",
         "np",
         str,
@@ -161,6 +169,7 @@ class StageCall:
     latents: torch.Tensor | None
     prompt_embeds: torch.Tensor | None
     negative_prompt_embeds: torch.Tensor | None
+    clip_skip: int | None
     output_type: str
     return_dict: bool
     cross_attention_kwargs: dict | None

@@ -267,3 +267,28 @@ def test_a_unet_with_conditioning_channels_is_rejected():
     )
     with pytest.raises(ValueError, match="`unet` reads 2 conditioning channels; a keyframes UNet reads none"):
         generate(pipe)
+
+
+def test_clip_skip_reads_the_prompt_that_many_layers_before_the_last(pixel_pipe):
+    tokens = pixel_pipe.tokenizer(
+        ["a green triangle"],
+        padding="max_length",
+        max_length=pixel_pipe.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    with torch.no_grad():
+        output = pixel_pipe.text_encoder(tokens, output_hidden_states=True)
+        layers = len(output.hidden_states) - 1
+        # independent reference: transformers' own hidden states through CLIP's final layer norm
+        expected = pixel_pipe.text_encoder.final_layer_norm(output.hidden_states[-2])
+    skipped, _ = pixel_pipe.encode_prompt("a green triangle", torch.device("cpu"), 1, False, clip_skip=1)
+    torch.testing.assert_close(skipped, expected)
+    last, _ = pixel_pipe.encode_prompt("a green triangle", torch.device("cpu"), 1, False, clip_skip=0)
+    torch.testing.assert_close(last, output.last_hidden_state)
+    assert (skipped - last).abs().max() > 1e-3
+    frames = generate(pixel_pipe, "a green triangle", clip_skip=1, output_type="pt")
+    assert (frames - generate(pixel_pipe, "a green triangle", output_type="pt")).abs().max() > 1e-4
+    for bad in (-1, layers, 1.5):
+        with pytest.raises(ValueError, match=r"`clip_skip`"):
+            generate(pixel_pipe, "a green triangle", clip_skip=bad)

@@ -31,10 +31,17 @@ class PromptWarning(UserWarning):
 
 
 def encode_text(
-    tokenizer, text_encoder, prompts: list[str], device: torch.device | str, warn: bool = True
+    tokenizer,
+    text_encoder,
+    prompts: list[str],
+    device: torch.device | str,
+    warn: bool = True,
+    clip_skip: int | None = None,
 ) -> torch.Tensor:
     """The last hidden states ``(B, L, D)`` of ``text_encoder`` for ``prompts``, each padded (and cut) to the
-    tokenizer's ``model_max_length``. Gradients flow when they are enabled (training a text encoder).
+    tokenizer's ``model_max_length``; with ``clip_skip`` the hidden states that many layers before the last,
+    through the encoder's final layer norm (as diffusers' Stable Diffusion pipelines read them). Gradients flow
+    when they are enabled (training a text encoder).
     With ``warn``, each distinct prompt the tokenizer cannot read whole gets a :class:`PromptWarning`
     (:func:`prompt_problems`)."""
     if warn:
@@ -48,7 +55,12 @@ def encode_text(
         truncation=True,
         return_tensors="pt",
     )
-    return text_encoder(tokens.input_ids.to(device))[0]
+    if clip_skip is None:
+        return text_encoder(tokens.input_ids.to(device))[0]
+    hidden_states = text_encoder(tokens.input_ids.to(device), output_hidden_states=True).hidden_states
+    # transformers 5's CLIPTextModel holds the final layer norm itself; 4's in its text_model
+    final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
+    return final_layer_norm(hidden_states[-(clip_skip + 1)])
 
 
 def prompt_problems(tokenizer, prompt: str) -> list[str]:
