@@ -14,7 +14,11 @@ fine (:mod:`.coarse_to_fine`).
 """
 
 import torch
+from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
 
+from cascade.models.inflation import inflate
+from cascade.models.video_unet import VideoUNet
 from cascade.ops.windows import check_window, window_starts
 from cascade.utils.checks import check_choice, check_int, check_number
 
@@ -48,6 +52,24 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
     ``pipe.invert(video, prompt)`` (DDIM inversion) and ``pipe.edit(video, prompt, source_prompt)`` (editing by
     inversion and self-attention injection, or the baselines): :mod:`cascade.pipelines.editing`.
     """
+
+    def __init__(
+        self,
+        unet: VideoUNet | UNet2DConditionModel,
+        scheduler: SchedulerMixin,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        vae: AutoencoderKL | None = None,
+    ):
+        """A 2D ``unet`` (a text-to-image model's) is inflated on construction (:func:`cascade.inflate`: identity
+        temporal layers, so the pipeline starts as the image model run on each frame), as diffusers'
+        ``AnimateDiffPipeline`` takes a 2D UNet: ``KeyframesPipeline.from_pipe(stable_diffusion_pipeline)``
+        shares its text encoder, tokenizer, VAE and scheduler and inflates its UNet."""
+        if isinstance(unet, UNet2DConditionModel):
+            unet = inflate(unet)
+        super().__init__(
+            unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, vae=vae
+        )
 
     @property
     def default_size(self) -> int | None:

@@ -292,3 +292,35 @@ def test_clip_skip_reads_the_prompt_that_many_layers_before_the_last(pixel_pipe)
     for bad in (-1, layers, 1.5):
         with pytest.raises(ValueError, match=r"`clip_skip`"):
             generate(pixel_pipe, "a green triangle", clip_skip=bad)
+
+
+def test_from_pipe_of_a_text_to_image_pipeline_inflates_its_unet_and_starts_as_it_frame_by_frame():
+    from diffusers import StableDiffusionPipeline
+
+    components = tiny_keyframes_components(latent=True)
+    image_pipe = StableDiffusionPipeline(
+        **{name: components[name] for name in ("vae", "text_encoder", "tokenizer")},
+        unet=components["unet"].unet,
+        scheduler=DDIMScheduler(num_train_timesteps=1000, steps_offset=1, clip_sample=False),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    image_pipe.set_progress_bar_config(disable=True)
+    pipe = KeyframesPipeline.from_pipe(image_pipe)
+    pipe.set_progress_bar_config(disable=True)
+    assert type(pipe.unet).__name__ == "VideoUNet"
+    assert pipe.text_encoder is image_pipe.text_encoder and pipe.vae is image_pipe.vae
+    frames = 3
+    noise = torch.randn(1, 4, frames, 8, 8, generator=torch.Generator().manual_seed(0))  # (1, C, F, h, w)
+    settings = {"num_inference_steps": 3, "guidance_scale": 3.0, "output_type": "np"}
+    video = pipe("a red circle", num_frames=frames, latents=noise, **settings).frames[0]  # (F, H, W, 3)
+    images = image_pipe(
+        "a red circle",
+        latents=noise[0].permute(1, 0, 2, 3),
+        num_images_per_prompt=frames,
+        height=16,
+        width=16,
+        **settings,
+    ).images  # (F, H, W, 3): the image model on each frame's noise
+    np.testing.assert_allclose(video, images, atol=1e-5)
