@@ -184,6 +184,7 @@ class InterpolationPipeline(VideoStagePipeline):
             window_overlap=window_overlap or 0,
             begin_step=begin,
             known=KnownFrames(known, list(range(0, frames.shape[2], factor)), noise, method="replacement"),
+            free_init=True,  # when the whole schedule runs (strength 1): from pure noise
         )  # (B, C, F', h, w)
 
         if call.output_type == "latent":

@@ -248,6 +248,7 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
                     latents[:, :, start : start + window],
                     known=known_frames(given, range(start, start + window), noise, guidance),
                     progress_bar=progress_bar,
+                    free_init=True,
                 )  # (B, C, W, h, w)
                 given.update({start + offset: sample[:, :, offset] for offset in range(window)})
                 video[:, :, start : start + window] = sample
@@ -265,7 +266,7 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         num_frames, steps = latents.shape[2], call.num_inference_steps
         positions = coarse_positions(num_frames, window)
         begin = steps - steps_run(steps, fill_strength)
-        total = len(self.timesteps_from(call, 0, latents.device)) + len(
+        total = len(self.timesteps_from(call, 0, latents.device)) * self.free_init_runs(0) + len(
             self.timesteps_from(call, begin, latents.device)
         )
         with self.progress_bar(total=total) as progress_bar:
@@ -274,6 +275,7 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
                 latents[:, :, positions],
                 known=known_frames(given, positions, noise, guidance),
                 progress_bar=progress_bar,
+                free_init=True,
             )  # (B, C, W, h, w)
             start = self.timesteps_from(call, begin, latents.device)[:1].repeat(latents.shape[0])  # (B,)
             blend = self.scheduler.add_noise(blend_between(coarse, positions, num_frames), noise, start)

@@ -28,6 +28,14 @@ class SpatialSRPipeline(SuperResolutionStagePipeline):
     Components and options: see :class:`~cascade.pipelines.super_resolution.SuperResolutionStagePipeline`.
     """
 
+    def enable_free_init(self, *args, **kwargs):
+        """Refused: FreeInit keeps a video's low spatio-temporal frequencies across its runs, and this stage
+        denoises frames one by one."""
+        raise ValueError(
+            "FreeInit is not available on SpatialSRPipeline: it denoises frames one by one, with no temporal "
+            "frequencies to keep; enable it on the keyframes, interpolation or spatiotemporal SR stage."
+        )
+
     def as_unet_input(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames ``(N, C, h, w)`` as the UNet takes them: images for a 2D UNet, one-frame videos
         ``(N, C, 1, h, w)`` for a VideoUNet."""

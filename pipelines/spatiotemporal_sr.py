@@ -59,5 +59,6 @@ class SpatioTemporalSRPipeline(SuperResolutionStagePipeline):
             class_labels=noise_levels,  # (B,)
             window=window,
             window_overlap=window_overlap or 0,
+            free_init=True,
         )
         return self.finish(call, latents, window)

@@ -16,6 +16,7 @@ import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.free_init_utils import FreeInitMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
@@ -72,7 +73,9 @@ class VideoPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
 
 
-class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMixin, DiffusionPipeline):
+class VideoStagePipeline(
+    CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMixin, FreeInitMixin, DiffusionPipeline
+):
     """What the stage pipelines share. Its components are every stage's: ``unet`` (a
     :class:`cascade.VideoUNet`), ``scheduler`` (any diffusers scheduler), ``text_encoder`` and ``tokenizer``
     (CLIP), and an optional ``vae`` (latent space with it, pixel space without). A stage with more components
@@ -387,8 +390,28 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
     def call_progress_bar(self, call: StageCall, runs: int):
         """The one progress bar of a call that runs the denoising loop ``runs`` times (once per window or chunk),
         each run from the first step: its total is all their steps. :meth:`denoise` advances it."""
-        steps = len(self.timesteps_from(call, 0, self._execution_device))
+        steps = len(self.timesteps_from(call, 0, self._execution_device)) * self.free_init_runs(0)
         return self.progress_bar(total=runs * steps)
+
+    def free_init_runs(self, begin_step: int) -> int:
+        """Times the denoising loop runs from step ``begin_step``: FreeInit's iterations when it is enabled
+        (:meth:`enable_free_init`) and the loop starts from pure noise, else once."""
+        return self._free_init_num_iters if self.free_init_enabled and begin_step == 0 else 1
+
+    def enable_free_init(self, num_iters: int = 3, use_fast_sampling: bool = False, **options):
+        """FreeInit (Wu et al. 2023, "FreeInit: Bridging Initialization Gap in Video Diffusion Models",
+        arXiv:2312.07537): the loop runs ``num_iters`` times from pure noise, each run after the first from the
+        last run's sample diffused back to the top of the schedule with its low spatio-temporal frequencies
+        kept and its high ones drawn afresh (diffusers' ``FreeInitMixin``, whose ``options`` are taken:
+        ``method``, ``order``, ``spatial_stop_frequency``, ``temporal_stop_frequency``). Its fast sampling
+        (fewer steps in early runs) is not supported: a ``ValueError``."""
+        check_int("num_iters", num_iters, minimum=1)
+        if use_fast_sampling:
+            raise ValueError(
+                "`use_fast_sampling=True` is not supported: every FreeInit run takes the call's schedule; lower "
+                "`num_inference_steps` instead."
+            )
+        super().enable_free_init(num_iters, use_fast_sampling, **options)
 
     def encode_frames(self, pixels: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
         """Frames ``(B, 3, F, H, W)`` in [-1, 1] as the sample holds them: VAE latents ``(B, C, F, h, w)`` in
@@ -418,6 +441,7 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         end_step: int | None = None,
         known: KnownFrames | None = None,
         progress_bar=None,
+        free_init: bool = False,
     ) -> torch.Tensor:
         """Runs the scheduler from noise ``latents`` ``(B, C, F, h, w)`` to a clean sample; from step
         ``begin_step`` of ``call.num_inference_steps`` (``latents`` then at that step's noise level), as
@@ -428,6 +452,9 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         time, overlapping by ``window_overlap``, its guided predictions blended (all frames at once when
         ``None``; then ``latents`` may also be images ``(B, C, h, w)`` for a 2D UNet). Guidance uses
         ``self.guidance_scale``, rescaled by ``call.guidance_rescale`` (:func:`rescale_guidance`) per window.
+
+        With ``free_init`` (a video sampled from pure noise) and FreeInit enabled (:meth:`enable_free_init`),
+        the loop runs once per FreeInit iteration (:meth:`free_init_runs`).
 
         ``known`` frames of the output are given (:mod:`.known_frames`): the sample's known frames are replaced
         after every step (before the step-end callback), and with reconstruction guidance each window's
@@ -441,9 +468,15 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
         :class:`~cascade.pipelines.sample_checks.NonFiniteSampleError` (:mod:`.sample_checks`).
         """
         warn_if_emulated(self.unet.dtype, latents.device)
-        timesteps = self.timesteps_from(call, begin_step, latents.device)
-        if end_step is not None:
-            timesteps = timesteps[: (end_step - begin_step) * self.scheduler.order]
+
+        def schedule() -> torch.Tensor:
+            timesteps = self.timesteps_from(call, begin_step, latents.device)
+            if end_step is not None:
+                timesteps = timesteps[: (end_step - begin_step) * self.scheduler.order]
+            return timesteps
+
+        timesteps = schedule()
+        runs = self.free_init_runs(begin_step) if free_init else 1
         self._num_timesteps = len(timesteps)
         step_parameters = inspect.signature(self.scheduler.step).parameters
         # the scheduler's step takes what it has of these (DDIM: both; Euler: generator only)
@@ -493,38 +526,46 @@ class VideoStagePipeline(CodeFilesMixin, UNetConventionsMixin, VideoLoraLoaderMi
             return prediction
 
         with (
-            self.progress_bar(total=len(timesteps))
+            self.progress_bar(total=runs * len(timesteps))
             if progress_bar is None
             else contextlib.nullcontext(progress_bar)
         ) as progress_bar:
-            for i, t in enumerate(timesteps):
-                if self.interrupt:
-                    break
-                prediction = run_in_windows(
-                    lambda sample, frames, t=t: guided_prediction(sample, frames, t),
-                    self.scheduler.scale_model_input(latents, t),
-                    window,
-                    window_overlap,
-                )
-                latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
-                check_finite_sample(latents, type(self).__name__, i, len(timesteps), self.guidance_scale)
-                if known is not None:
-                    latents = known.after_step(
-                        latents, self.scheduler, timesteps[i + 1] if i + 1 < len(timesteps) else None
+            for run in range(runs):
+                if runs > 1:  # FreeInit: the last run's sample, its low frequencies re-noised
+                    latents, _ = self._apply_free_init(
+                        latents, run, call.num_inference_steps, latents.device, latents.dtype, call.generator
                     )
+                    timesteps = schedule()
+                for i, t in enumerate(timesteps):
+                    if self.interrupt:
+                        return latents
+                    prediction = run_in_windows(
+                        lambda sample, frames, t=t: guided_prediction(sample, frames, t),
+                        self.scheduler.scale_model_input(latents, t),
+                        window,
+                        window_overlap,
+                    )
+                    latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
+                    check_finite_sample(latents, type(self).__name__, i, len(timesteps), self.guidance_scale)
+                    if known is not None:
+                        latents = known.after_step(
+                            latents, self.scheduler, timesteps[i + 1] if i + 1 < len(timesteps) else None
+                        )
 
-                if call.callback_on_step_end is not None:
-                    available = {
-                        "latents": latents,
-                        "prompt_embeds": prompt_embeds,
-                        "negative_prompt_embeds": negative_prompt_embeds,
-                    }
-                    tensors = {name: available[name] for name in call.callback_on_step_end_tensor_inputs}
-                    replaced = call.callback_on_step_end(self, i, t, tensors) or {}
-                    latents = replaced.get("latents", latents)
-                    prompt_embeds = replaced.get("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = replaced.get("negative_prompt_embeds", negative_prompt_embeds)
-                progress_bar.update()
+                    if call.callback_on_step_end is not None:
+                        available = {
+                            "latents": latents,
+                            "prompt_embeds": prompt_embeds,
+                            "negative_prompt_embeds": negative_prompt_embeds,
+                        }
+                        tensors = {name: available[name] for name in call.callback_on_step_end_tensor_inputs}
+                        replaced = call.callback_on_step_end(self, i, t, tensors) or {}
+                        latents = replaced.get("latents", latents)
+                        prompt_embeds = replaced.get("prompt_embeds", prompt_embeds)
+                        negative_prompt_embeds = replaced.get(
+                            "negative_prompt_embeds", negative_prompt_embeds
+                        )
+                    progress_bar.update()
         return latents
 
     def finish(self, call: StageCall, latents: torch.Tensor, decode_chunk_size: int | None = None):
