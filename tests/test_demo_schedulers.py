@@ -18,8 +18,10 @@ CONTINUOUS_TIME = {"EDMEulerScheduler"}
 # Heun's method on the demo's schedule: squaredcos_cap_v2 puts the last training timestep at sigma 20291, so the
 # first step goes from there to sigma ~9 and the second-order correction multiplies the change of the model's
 # estimate between the two levels by (20291 - 9) / (2 * 9), about 1100. KDPM2 takes its midpoint in log sigma
-# (sqrt(20291 * 9), about 430) and samples correctly; its ancestral variant does not (not analysed yet). No
-# setting of these classes that DPM-Solver++ ignores changes their first step; see the README.
+# (sqrt(20291 * 9), about 430: a factor of (20291 - 9) / 430, about 47) and samples correctly; its ancestral
+# variant steps down to sigma_next^2 / sigma (0.004) with its midpoint at 9, a factor of about 2250. No setting of
+# these classes that DPM-Solver++ ignores changes their first step; the settings that do are tested below and
+# given in the README.
 SECOND_ORDER_FROM_SIGMA_MAX = {"HeunDiscreteScheduler", "KDPM2AncestralDiscreteScheduler"}
 
 
@@ -42,18 +44,14 @@ def scheduler_names() -> list:
     return [pytest.param(name, marks=marks.get(name, ())) for name in names if name not in CONTINUOUS_TIME]
 
 
-@pytest.mark.parametrize("name", scheduler_names())
-def test_a_scheduler_swapped_in_with_from_config_samples_the_demo_keyframes(pipe, name):
-    import diffusers
-
-    if name == "DPMSolverSDEScheduler" and importlib.util.find_spec("torchsde") is None:
-        pytest.skip("DPMSolverSDEScheduler needs torchsde, which is not installed")
+def colours_and_directions(pipe, scheduler, steps: int = 15) -> tuple[int, int]:
+    """Of the held-out prompts sampled with ``scheduler``: how many read the prompt's colour, and direction."""
     original = pipe.scheduler
-    pipe.scheduler = getattr(diffusers, name).from_config(original.config)
+    pipe.scheduler = scheduler
     try:
         generators = [torch.Generator().manual_seed(10_000 + index) for index in range(len(PROMPTS))]
         frames = pipe(
-            PROMPTS, num_frames=8, num_inference_steps=15, guidance_scale=4.0, generator=generators
+            PROMPTS, num_frames=8, num_inference_steps=steps, guidance_scale=4.0, generator=generators
         ).frames  # (9, 8, 16, 16, 3)
     finally:
         pipe.scheduler = original
@@ -61,4 +59,33 @@ def test_a_scheduler_swapped_in_with_from_config_samples_the_demo_keyframes(pipe
     captions = [parse_caption(prompt) for prompt in PROMPTS]
     colours = sum(r.color == c["color"] for r, c in zip(readings, captions, strict=True))
     directions = sum(r.direction == c["direction"] for r, c in zip(readings, captions, strict=True))
+    return colours, directions
+
+
+@pytest.mark.parametrize("name", scheduler_names())
+def test_a_scheduler_swapped_in_with_from_config_samples_the_demo_keyframes(pipe, name):
+    import diffusers
+
+    if name == "DPMSolverSDEScheduler" and importlib.util.find_spec("torchsde") is None:
+        pytest.skip("DPMSolverSDEScheduler needs torchsde, which is not installed")
+    colours, directions = colours_and_directions(
+        pipe, getattr(diffusers, name).from_config(pipe.scheduler.config)
+    )
+    assert colours >= 8 and directions >= 8, (colours, directions)
+
+
+@pytest.mark.parametrize(
+    "name, settings, steps",
+    [
+        ("HeunDiscreteScheduler", {"use_exponential_sigmas": True}, 15),  # steps even in log sigma
+        ("KDPM2AncestralDiscreteScheduler", {}, 40),  # a first step short enough
+    ],
+)
+def test_the_settings_the_readme_gives_for_the_second_order_schedulers_sample_the_demo(
+    pipe, name, settings, steps
+):
+    import diffusers
+
+    scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config, **settings)
+    colours, directions = colours_and_directions(pipe, scheduler, steps)
     assert colours >= 8 and directions >= 8, (colours, directions)
