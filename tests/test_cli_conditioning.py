@@ -102,3 +102,19 @@ def test_more_keyframes_than_the_model_was_trained_on_are_made_in_windows_of_tha
         "coarse_to_fine"
     )
     assert stage_settings(demo, None, trained, None)["keyframes"] == {"num_frames": trained}
+
+
+@pytest.mark.parametrize("method", ["coarse_to_fine", "extend"])
+def test_generate_makes_long_keyframes_with_the_demo_by_either_method(tmp_path, method):
+    output = tmp_path / "long.gif"
+    args = ["generate", "a red circle moving right", "-o", str(output), "--stages", "keyframes"]
+    assert main([*args, "--frames", "20", "--steps", "2", "--long-video", method]) == 0
+    assert iio.imread(output, index=None).shape[0] == 20
+
+
+def test_an_unknown_long_video_method_is_one_clear_error(tmp_path, capsys):
+    output = tmp_path / "long.gif"
+    with pytest.raises(SystemExit):
+        main(["generate", "a red circle", "-o", str(output), "--frames", "20", "--long-video", "loop"])
+    assert "--long-video: invalid choice: 'loop'" in capsys.readouterr().err
+    assert not output.exists()
