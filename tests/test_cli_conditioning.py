@@ -118,3 +118,36 @@ def test_an_unknown_long_video_method_is_one_clear_error(tmp_path, capsys):
         main(["generate", "a red circle", "-o", str(output), "--frames", "20", "--long-video", "loop"])
     assert "--long-video: invalid choice: 'loop'" in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_the_precision_flags_load_the_model_on_that_device_in_that_dtype(tmp_path, capsys):
+    import torch
+
+    from cascade.commands.generation import DTYPE_CHOICES, load_generator
+    from cascade.utils import devices
+
+    assert DTYPE_CHOICES == devices.DTYPE_CHOICES  # the command line's copy, kept without importing torch
+    cascade = load_generator(None, ["keyframes"], "cpu", "bfloat16")
+    assert cascade.stages["keyframes"].unet.dtype == torch.bfloat16
+    cascade = load_generator(None, ["keyframes"], "cpu", "auto")
+    assert cascade.stages["keyframes"].unet.dtype == devices.auto_dtype("cpu")
+    output = tmp_path / "clip.gif"
+    args = [
+        "generate",
+        "a red circle moving right",
+        "-o",
+        str(output),
+        "--stages",
+        "keyframes",
+        "--steps",
+        "2",
+    ]
+    assert main([*args, "--dtype", "bfloat16", "--device", "cpu"]) == 0
+    assert iio.imread(output, index=None).shape[0] == 8
+    output.unlink()
+    assert main([*args, "--device", "tpu:9"]) == 2
+    assert "--device 'tpu:9'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda"]) == 2
+        assert "--device 'cuda': this machine has 0 CUDA device(s)" in capsys.readouterr().err
+    assert not output.exists()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from . import add_command
 from .generate import check_output, write_videos
-from .generation import DEMO_MODEL_HELP, load_generator
+from .generation import DEMO_MODEL_HELP, add_precision_flags, load_generator
 
 METHODS = ("inversion", "plain_inversion", "sdedit")
 
@@ -24,6 +24,7 @@ def add_parsers(commands) -> None:
     parser.add_argument("--prompt", required=True, help="what the edited video shows")
     parser.add_argument("--source-prompt", default="", help="what the input video shows (default: empty)")
     parser.add_argument("--model", default=None, metavar="DIR|REPO_ID", help=DEMO_MODEL_HELP)
+    add_precision_flags(parser)
     parser.add_argument(
         "--method",
         choices=METHODS,
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
     frames = read_video_input(args.input)[None]  # (1, F, H, W, 3) uint8
     if frames.shape[1] < 2:
         raise ValueError(f"input {str(args.input)!r} has a single frame; editing needs a video")
-    cascade = load_generator(args.model, None)
+    cascade = load_generator(args.model, None, args.device, args.dtype)
     for name, stage in cascade.stages.items():
         stage.set_progress_bar_config(desc=name)
     result = cascade.edit(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from . import add_command
 from .generate import check_output, write_videos
-from .generation import DEMO_MODEL_HELP, check_generation_flags
+from .generation import DEMO_MODEL_HELP, add_precision_flags, check_generation_flags
 
 
 def add_parsers(commands) -> None:
@@ -30,6 +30,7 @@ def add_parsers(commands) -> None:
         help="keyframes of the extended video, input frames included",
     )
     parser.add_argument("--model", default=None, metavar="DIR|REPO_ID", help=DEMO_MODEL_HELP)
+    add_precision_flags(parser)
     parser.add_argument("--steps", type=int, default=None, metavar="N", help="denoising steps of every stage")
     parser.add_argument("--guidance", type=float, default=None, metavar="G", help="guidance of every stage")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(
             f"--frames must be more than the input's {len(frames)} frames (it counts them too), got {args.frames}"
         )
-    cascade = load_generator(args.model, None)
+    cascade = load_generator(args.model, None, args.device, args.dtype)
     for name, stage in cascade.stages.items():
         stage.set_progress_bar_config(desc=name)
     settings = stage_settings(cascade, args.steps, args.frames, args.guidance)

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from . import add_command
-from .generation import DEMO_MODEL_HELP, add_generation_flags, check_generation_flags
+from .generation import DEMO_MODEL_HELP, add_generation_flags, add_precision_flags, check_generation_flags
 
 SUFFIXES = (".mp4", ".gif")
 
@@ -19,6 +19,7 @@ def add_parsers(commands) -> None:
     parser.add_argument("prompt", help="what the video shows")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output file, .mp4 or .gif")
     parser.add_argument("--model", default=None, metavar="DIR|REPO_ID", help=DEMO_MODEL_HELP)
+    add_precision_flags(parser)
     add_generation_flags(parser, "--frames", steps=None, seed_help="random seed (default 0)")
     parser.add_argument("--fps", type=int, default=8, help="frames per second of the file (default 8)")
     parser.add_argument(
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> None:
         from cascade.data.media_io import read_image
 
         image = read_image(args.image)  # (H, W, 3) uint8
-    cascade = load_generator(args.model, args.stages)
+    cascade = load_generator(args.model, args.stages, args.device, args.dtype)
     for name, stage in cascade.stages.items():
         stage.set_progress_bar_config(desc=name)
     settings = stage_settings(cascade, args.steps, args.frames, args.guidance, args.long_video)
