@@ -95,6 +95,22 @@ def downsampling_factor(unet: UNet2DConditionModel) -> int:
     return 2 ** sum(1 for block in unet.down_blocks if getattr(block, "downsamplers", None))
 
 
+def _frames_of(name: str, video: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+    """A video tensor ``(B, C, F, H, W)`` of the sample's batch and frame count as the 2D UNet's frames
+    ``(B*F, C, H, W)``; ``ValueError`` naming ``name`` otherwise."""
+    if (
+        not isinstance(video, torch.Tensor)
+        or video.ndim != 5
+        or video.shape[0] != batch
+        or video.shape[2] != frames
+    ):
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(
+            f"`{name}` must be video tensors (B={batch}, C, F={frames}, H, W), like the sample; got {shape}."
+        )
+    return fold_frames(video)
+
+
 def _per_frame(name: str, value, batch: int, frames: int):
     """Repeats a per-video tensor ``(B, ...)`` or accepts a per-frame one ``(B, F)`` as ``(B*F, ...)``."""
     if not isinstance(value, torch.Tensor) or value.ndim == 0 or (name == "timestep" and value.shape == (1,)):
@@ -355,6 +371,8 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
         cross_attention_kwargs: dict | None = None,
         added_cond_kwargs: dict | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
+        down_block_additional_residuals: tuple[torch.Tensor, ...] | None = None,
+        mid_block_additional_residual: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> VideoUNetOutput | tuple:
         """Denoises a video.
@@ -366,6 +384,10 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             class_labels: ``(B,)`` or ``(B, F)``, for UNets with a class embedding (noise level).
             ``timestep_cond``, ``attention_mask`` and ``encoder_attention_mask`` are repeated per frame;
             ``cross_attention_kwargs`` and ``added_cond_kwargs`` go to the 2D UNet unchanged.
+            down_block_additional_residuals, mid_block_additional_residual: a ControlNet's residuals for each
+                frame (Zhang et al. 2023, "Adding Conditional Control to Text-to-Image Diffusion Models",
+                arXiv:2302.05543), video tensors ``(B, C_i, F, H_i, W_i)`` added to the 2D UNet's skip
+                connections and mid block as diffusers' ``UNet2DConditionModel`` adds them.
         """
         if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
             shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
@@ -382,6 +404,16 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
                 f"{getattr(encoder_hidden_states, 'shape', encoder_hidden_states)!r}."
             )
         self._frames.value = frames
+        residuals = {}
+        if down_block_additional_residuals is not None:
+            residuals["down_block_additional_residuals"] = tuple(
+                _frames_of("down_block_additional_residuals", residual, batch, frames)
+                for residual in down_block_additional_residuals
+            )  # each (B*F, C_i, H_i, W_i)
+        if mid_block_additional_residual is not None:
+            residuals["mid_block_additional_residual"] = _frames_of(
+                "mid_block_additional_residual", mid_block_additional_residual, batch, frames
+            )  # (B*F, C, H', W')
         output = self.unet(
             fold_frames(sample),  # (B*F, C, H, W)
             _per_frame("timestep", timestep, batch, frames),
@@ -394,6 +426,7 @@ class VideoUNet(ModelMixin, AttentionMixin, ConfigMixin):
             encoder_attention_mask=_per_frame(
                 "encoder_attention_mask", encoder_attention_mask, batch, frames
             ),
+            **residuals,
             return_dict=False,
         )[0]  # (B*F, C', H, W)
         output = unfold_frames(output, batch)  # (B, C', F, H, W)
