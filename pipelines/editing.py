@@ -113,8 +113,11 @@ class EditingMixin:
         self._check(clean, arguments)
         return self.begin_call(StageCall.with_defaults(**arguments))
 
-    def _invert(self, clean: torch.Tensor, call: StageCall, steps_run: int) -> InversionOutput:
-        """The first ``steps_run`` inversion steps of ``call.num_inference_steps``."""
+    def _invert(
+        self, clean: torch.Tensor, call: StageCall, steps_run: int, progress_bar=None
+    ) -> InversionOutput:
+        """The first ``steps_run`` inversion steps of ``call.num_inference_steps`` (advancing ``progress_bar``,
+        a bar of their own when ``None``)."""
         trajectory = []
 
         def record(pipe, step, timestep, tensors):
@@ -123,7 +126,7 @@ class EditingMixin:
         call.callback_on_step_end, call.callback_on_step_end_tensor_inputs = record, ["latents"]
         _, inverse = self._inversion_schedulers()
         with _using_scheduler(self, inverse):
-            latents = self.denoise(call, clean, end_step=steps_run)
+            latents = self.denoise(call, clean, end_step=steps_run, progress_bar=progress_bar)
         return InversionOutput(
             latents=latents, trajectory=torch.stack(trajectory), timesteps=inverse.timesteps[:steps_run]
         )
@@ -221,27 +224,35 @@ class EditingMixin:
         if method == "sdedit":
             return self._sdedit(self._call(clean, **target), clean, strength)
         inverted_steps = steps_run(num_inference_steps, strength)
-        inversion = self._invert(
-            clean,
-            self._call(clean, prompt=sources, num_inference_steps=num_inference_steps, guidance_scale=1.0),
-            inverted_steps,
-        )
         begin = num_inference_steps - inverted_steps
         forward, _ = self._inversion_schedulers()
-        with _using_scheduler(self, forward):
-            if method == "plain_inversion":
-                call = self._call(clean, **target)
-                return self.finish(call, self.denoise(call, inversion.latents, begin_step=begin))
-            both = {
-                "prompt": sources + targets,
-                "negative_prompt": None if negative is None else negative * 2,
-            }
-            call = self._call(
-                torch.cat([clean, clean]), **{**target, **both}
-            )  # the source branch, then the target
-            latents = self._denoise_with_injection(
-                call, clean, inversion, attention_injection, begin
-            )  # (2B, C, F, h, w)
+        # one bar for the edit: the inversion's steps, then as many regenerating (DDIM both ways: one call each)
+        with self.progress_bar(total=2 * inverted_steps) as progress_bar:
+            inversion = self._invert(
+                clean,
+                self._call(
+                    clean, prompt=sources, num_inference_steps=num_inference_steps, guidance_scale=1.0
+                ),
+                inverted_steps,
+                progress_bar,
+            )
+            with _using_scheduler(self, forward):
+                if method == "plain_inversion":
+                    call = self._call(clean, **target)
+                    latents = self.denoise(
+                        call, inversion.latents, begin_step=begin, progress_bar=progress_bar
+                    )
+                    return self.finish(call, latents)
+                both = {
+                    "prompt": sources + targets,
+                    "negative_prompt": None if negative is None else negative * 2,
+                }
+                call = self._call(
+                    torch.cat([clean, clean]), **{**target, **both}
+                )  # the source branch, then the target
+                latents = self._denoise_with_injection(
+                    call, clean, inversion, attention_injection, begin, progress_bar
+                )  # (2B, C, F, h, w)
         return self.finish(call, latents[count:])
 
     def _sdedit(self, call: StageCall, clean: torch.Tensor, strength: float):
@@ -260,6 +271,7 @@ class EditingMixin:
         inversion: InversionOutput,
         fraction: float,
         begin_step: int,
+        progress_bar=None,
     ) -> torch.Tensor:
         """The source and target branches from the inverted noise of ``clean`` ``(B, C, F, h, w)``: after
         every step the source branch is put back on the inversion trajectory and the target branch gets the
@@ -281,5 +293,8 @@ class EditingMixin:
 
             call.callback_on_step_end, call.callback_on_step_end_tensor_inputs = hold_source, ["latents"]
             return self.denoise(
-                call, torch.cat([inversion.latents, inversion.latents]), begin_step=begin_step
+                call,
+                torch.cat([inversion.latents, inversion.latents]),
+                begin_step=begin_step,
+                progress_bar=progress_bar,
             )

@@ -121,6 +121,32 @@ def test_every_method_edits_a_batch_with_guidance(method):
     assert edited.shape == (2, 3, 8, 8, 3) and edited.min() >= 0 and edited.max() <= 1
 
 
+@pytest.mark.parametrize("method, strength", [("inversion", 0.5), ("plain_inversion", 1.0), ("sdedit", 0.5)])
+def test_an_edit_shows_one_progress_bar_counting_every_step(method, strength):
+    pipe = make_pipeline()
+    bars = []
+    original = pipe.progress_bar
+
+    def counting(*args, **kwargs):
+        bar, entry = original(*args, **kwargs), [kwargs.get("total"), 0]
+        update = bar.update
+
+        def counted(n=1):
+            entry[1] += n
+            return update(n)
+
+        bar.update = counted
+        bars.append(entry)
+        return bar
+
+    pipe.progress_bar = counting
+    pipe.edit(
+        clip(), "a blue circle", "a red circle", method=method, num_inference_steps=4, strength=strength
+    )
+    run = round(4 * strength)  # steps inverted, then as many regenerated; SDEdit only regenerates
+    assert [tuple(entry) for entry in bars] == [(run if method == "sdedit" else 2 * run,) * 2]
+
+
 def test_the_cascade_edits_any_size_and_length_to_its_own_output():
     cascade = CascadePipeline(**tiny_cascade_stages())
     cascade.set_progress_bar_config(disable=True)
