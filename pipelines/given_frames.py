@@ -33,6 +33,16 @@ def image_as_video(image):
     )
 
 
+def are_frame_positions(indices, count: int, num_frames: int) -> bool:
+    """Whether ``indices`` is a list (or tuple) of ``count`` distinct ints in ``[0, num_frames)``."""
+    return (
+        isinstance(indices, list | tuple)
+        and len(indices) == count
+        and all(is_int(index) and 0 <= index < num_frames for index in indices)
+        and len(set(indices)) == count
+    )
+
+
 def given_frames(
     image, conditioning_frames, conditioning_frame_indices, processor, num_frames: int, size: tuple[int, int]
 ) -> tuple[torch.Tensor | None, list[int]]:
@@ -53,12 +63,7 @@ def given_frames(
     )
     count = video.shape[2]
     indices = list(range(count)) if conditioning_frame_indices is None else conditioning_frame_indices
-    if (
-        not isinstance(indices, list | tuple)
-        or len(indices) != count
-        or not all(is_int(index) and 0 <= index < num_frames for index in indices)
-        or len(set(indices)) != count
-    ):
+    if not are_frame_positions(indices, count, num_frames):
         raise ValueError(
             f"`conditioning_frame_indices` must be {count} distinct ints in [0, num_frames={num_frames}) (one per "
             f"conditioning frame), got {conditioning_frame_indices!r}."

@@ -14,7 +14,13 @@ fine (:mod:`.coarse_to_fine`).
 """
 
 import torch
-from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    MultiControlNetModel,
+    SchedulerMixin,
+    UNet2DConditionModel,
+)
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from cascade.models.inflation import inflate
@@ -23,8 +29,10 @@ from cascade.ops.windows import check_window, window_starts
 from cascade.utils.checks import check_choice, check_int, check_number
 
 from .coarse_to_fine import blend_between, coarse_positions
+from .control import FrameControl, check_controlnet, control_size, controlnet_list, per_net
 from .editing import EditingMixin, steps_run
-from .given_frames import given_frames
+from .given_frames import are_frame_positions, given_frames
+from .inputs import video_to_tensor
 from .known_frames import CONDITIONING_METHODS, KnownFrames
 from .sample_space import check_sample_space
 from .stage_base import VideoStagePipeline
@@ -53,6 +61,8 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
     inversion and self-attention injection, or the baselines): :mod:`cascade.pipelines.editing`.
     """
 
+    _optional_components = ["vae", "controlnet"]
+
     def __init__(
         self,
         unet: VideoUNet | UNet2DConditionModel,
@@ -60,16 +70,25 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         vae: AutoencoderKL | None = None,
+        controlnet: ControlNetModel | MultiControlNetModel | None = None,
     ):
         """A 2D ``unet`` (a text-to-image model's) is inflated on construction (:func:`cascade.inflate`: identity
         temporal layers, so the pipeline starts as the image model run on each frame), as diffusers'
         ``AnimateDiffPipeline`` takes a 2D UNet: ``KeyframesPipeline.from_pipe(stable_diffusion_pipeline)``
-        shares its text encoder, tokenizer, VAE and scheduler and inflates its UNet."""
+        shares its text encoder, tokenizer, VAE and scheduler and inflates its UNet.
+
+        ``controlnet`` (optional, :mod:`.control`): a ControlNet made from the 2D UNet, or several (a list, held
+        as diffusers' ``MultiControlNetModel``), saved and loaded with the pipeline."""
         if isinstance(unet, UNet2DConditionModel):
             unet = inflate(unet)
+        if isinstance(controlnet, list | tuple):
+            controlnet = MultiControlNetModel(list(controlnet))
+        for net in controlnet_list(controlnet):
+            check_controlnet(net, unet)
         super().__init__(
             unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, vae=vae
         )
+        self.register_modules(controlnet=controlnet)
 
     @property
     def default_size(self) -> int | None:
@@ -114,6 +133,11 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         window_overlap,
         long_video_method,
         fill_strength,
+        control_video,
+        controlnet_conditioning_scale,
+        control_guidance_start,
+        control_guidance_end,
+        controlnet_frame_indices,
         **common,
     ) -> None:
         """Raises ``ValueError`` naming the first bad argument, before any model runs."""
@@ -151,6 +175,22 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         batch_size = self.check_common_inputs(
             lambda videos: self.latents_shape(videos, num_frames, height, width), **common
         )
+        # checked here, before any model runs, and kept for the call's body (as diffusers keeps _guidance_scale)
+        self._frame_control = control = self.frame_control(
+            control_video,
+            controlnet_conditioning_scale,
+            control_guidance_start,
+            control_guidance_end,
+            controlnet_frame_indices,
+            num_frames,
+            height,
+            width,
+        )
+        if control is not None and any(frames.shape[0] not in (1, batch_size) for frames in control.frames):
+            raise ValueError(
+                f"`control_video` holds {max(f.shape[0] for f in control.frames)} videos but the prompts define a "
+                f"batch of {batch_size}; give one, or one per prompt."
+            )
         given, _ = self.given_frames(
             image, conditioning_frames, conditioning_frame_indices, num_frames, height, width
         )
@@ -160,6 +200,63 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
                 f"`{name}` holds {given.shape[0]} videos but the prompts define a batch of {batch_size}; give one, "
                 "or one per prompt."
             )
+
+    def frame_control(
+        self, control_video, scale, guidance_start, guidance_end, frame_indices, num_frames, height, width
+    ) -> FrameControl | None:
+        """The call's control (:class:`~.control.FrameControl`: frames ``(1 or B, 3, K, H, W)`` in [0, 1]) from
+        ``control_video`` (one video, or a list with one per ControlNet); ``None`` without. ``ValueError``
+        naming the argument for control without a ControlNet or the other way round, frames that are not the
+        size the ControlNet reads, or positions that are not ``K`` distinct frames of the video."""
+        nets = controlnet_list(self.controlnet)
+        if control_video is None:
+            if nets:
+                raise ValueError("`control_video` is needed: this pipeline has a `controlnet`.")
+            if frame_indices is not None:
+                raise ValueError("`controlnet_frame_indices` needs `control_video`.")
+            return None
+        if not nets:
+            raise ValueError(
+                "`control_video` needs a ControlNet: build the pipeline with `controlnet=` (a ControlNetModel made "
+                "from this stage's UNet, trained)."
+            )
+        several = len(nets) > 1 and isinstance(control_video, list | tuple)
+        videos = list(control_video) if several else [control_video]
+        if len(videos) != len(nets):
+            raise ValueError(
+                f"`control_video` must hold one video per ControlNet ({len(nets)}), got {len(videos)}."
+            )
+        frames = [(video_to_tensor(video, self.video_processor, "control_video") + 1) / 2 for video in videos]
+        sample_size = tuple(size // self.vae_scale_factor for size in (height, width))
+        for net, video in zip(nets, frames, strict=True):
+            expected = control_size(net, sample_size)
+            if tuple(video.shape[-2:]) != expected:
+                raise ValueError(
+                    f"`control_video` frames must be {expected[0]}x{expected[1]} (what the ControlNet reads for "
+                    f"{height}x{width} frames), got {video.shape[-2]}x{video.shape[-1]}."
+                )
+        count = frames[0].shape[2]
+        if frame_indices is None and count != num_frames:
+            raise ValueError(
+                f"`control_video` has {count} frames for a video of num_frames={num_frames}; give one control frame "
+                "per frame, or `controlnet_frame_indices` to say which frames they control."
+            )
+        indices = list(range(count)) if frame_indices is None else frame_indices
+        if any(video.shape[2] != count for video in frames) or not are_frame_positions(
+            indices, count, num_frames
+        ):
+            raise ValueError(
+                f"`controlnet_frame_indices` must be {count} distinct ints in [0, num_frames={num_frames}) (one per "
+                f"control frame), got {frame_indices!r}."
+            )
+        return FrameControl(
+            nets,
+            frames,
+            list(indices),
+            per_net("controlnet_conditioning_scale", scale, len(nets)),
+            per_net("control_guidance_start", guidance_start, len(nets)),
+            per_net("control_guidance_end", guidance_end, len(nets)),
+        )
 
     @torch.no_grad()
     @stage_call()
@@ -178,6 +275,11 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         window_overlap: int | None = None,
         long_video_method: str = "extend",
         fill_strength: float = FILL_STRENGTH,
+        control_video=None,
+        controlnet_conditioning_scale: float | list[float] = 1.0,
+        control_guidance_start: float | list[float] = 0.0,
+        control_guidance_end: float | list[float] = 1.0,
+        controlnet_frame_indices: list[int] | None = None,
     ):
         """Generates ``num_frames`` keyframes for each prompt.
 
@@ -206,6 +308,15 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
                 frames that fall on the coarse positions steer the coarse frames too.
             fill_strength: ``"coarse_to_fine"``: how far up the schedule, in (0, 1], the blend of the coarse
                 frames is noised before the frames between are denoised (SDEdit's strength).
+            control_video: with a ``controlnet`` (:mod:`.control`): the control frames in [0, 1] (a video as
+                ``conditioning_frames`` takes one, at the size the ControlNet reads: ``height`` x ``width`` for a
+                latent stage with a Stable Diffusion ControlNet), one video for all prompts or one per prompt; a
+                list of such videos, one per ControlNet, for several.
+            controlnet_conditioning_scale: each ControlNet's residuals are multiplied by it.
+            control_guidance_start, control_guidance_end: the fraction of the steps during which each ControlNet
+                acts.
+            controlnet_frame_indices: the frames the control frames are for (default every frame, in order);
+                the others get no control and follow through the temporal layers (SparseCtrl's setting).
 
         The given frames come out as given: bit for bit in pixel space, as their VAE round trip in latent space.
         """
@@ -225,15 +336,22 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
         window = num_frames if window is None else window
         window_overlap = window // 2 if window_overlap is None else window_overlap
         guidance = {"method": conditioning_method, "guidance_scale": reconstruction_guidance_scale}
+        control = self._frame_control  # control_video and the ControlNet settings, as check_inputs made them
+        if control is not None:
+            control.frames = [frames.to(latents.device) for frames in control.frames]
         if long_video_method == "coarse_to_fine" and window < num_frames:
             video = self.coarse_to_fine(
-                call, latents, noise, given, guidance, window, window_overlap, fill_strength
+                call, latents, noise, given, guidance, window, window_overlap, fill_strength, control
             )
         else:
-            video = self.window_after_window(call, latents, noise, given, guidance, window, window_overlap)
+            video = self.window_after_window(
+                call, latents, noise, given, guidance, window, window_overlap, control
+            )
         return self.finish(call, video)
 
-    def window_after_window(self, call, latents, noise, given: dict, guidance: dict, window, window_overlap):
+    def window_after_window(
+        self, call, latents, noise, given: dict, guidance: dict, window, window_overlap, control=None
+    ):
         """The video ``(B, C, F, h, w)`` from its noise ``latents``, ``window`` frames at a time, each window
         given the frames it shares with the one before (and the call's ``given`` frames inside it)."""
         num_frames = latents.shape[2]
@@ -249,13 +367,23 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
                     known=known_frames(given, range(start, start + window), noise, guidance),
                     progress_bar=progress_bar,
                     free_init=True,
+                    control=None if control is None else control.at(range(start, start + window)),
                 )  # (B, C, W, h, w)
                 given.update({start + offset: sample[:, :, offset] for offset in range(window)})
                 video[:, :, start : start + window] = sample
         return video
 
     def coarse_to_fine(
-        self, call, latents, noise, given: dict, guidance: dict, window, window_overlap, fill_strength
+        self,
+        call,
+        latents,
+        noise,
+        given: dict,
+        guidance: dict,
+        window,
+        window_overlap,
+        fill_strength,
+        control=None,
     ):
         """The video ``(B, C, F, h, w)`` from its noise ``latents`` coarse to fine (:mod:`.coarse_to_fine`):
         ``window`` frames spread over the video (given those of the call's ``given`` frames that fall on
@@ -276,6 +404,7 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
                 known=known_frames(given, positions, noise, guidance),
                 progress_bar=progress_bar,
                 free_init=True,
+                control=None if control is None else control.at(positions),
             )  # (B, C, W, h, w)
             start = self.timesteps_from(call, begin, latents.device)[:1].repeat(latents.shape[0])  # (B,)
             blend = self.scheduler.add_noise(blend_between(coarse, positions, num_frames), noise, start)
@@ -287,6 +416,7 @@ class KeyframesPipeline(EditingMixin, VideoStagePipeline):
                 begin_step=begin,
                 known=known_frames(given, range(num_frames), noise, guidance),
                 progress_bar=progress_bar,
+                control=control,
             )
 
 

@@ -30,6 +30,7 @@ from cascade.utils.atomic import write_folder_atomically
 from cascade.utils.checks import check_bool, check_int, check_number, check_tensor_shape
 from cascade.utils.devices import warn_if_emulated
 
+from .control import FrameControl
 from .hub_loading import (
     MODEL_INDEX,
     CodeFilesMixin,
@@ -442,6 +443,7 @@ class VideoStagePipeline(
         known: KnownFrames | None = None,
         progress_bar=None,
         free_init: bool = False,
+        control: FrameControl | None = None,
     ) -> torch.Tensor:
         """Runs the scheduler from noise ``latents`` ``(B, C, F, h, w)`` to a clean sample; from step
         ``begin_step`` of ``call.num_inference_steps`` (``latents`` then at that step's noise level), as
@@ -452,6 +454,9 @@ class VideoStagePipeline(
         time, overlapping by ``window_overlap``, its guided predictions blended (all frames at once when
         ``None``; then ``latents`` may also be images ``(B, C, h, w)`` for a 2D UNet). Guidance uses
         ``self.guidance_scale``, rescaled by ``call.guidance_rescale`` (:func:`rescale_guidance`) per window.
+
+        ``control`` (:mod:`.control`): ControlNet residuals for the controlled frames of each window, from the
+        guided batch, at the steps each net acts.
 
         With ``free_init`` (a video sampled from pure noise) and FreeInit enabled (:meth:`enable_free_init`),
         the loop runs once per FreeInit iteration (:meth:`free_init_runs`).
@@ -487,6 +492,7 @@ class VideoStagePipeline(
         }
         guided = self.do_classifier_free_guidance
         prompt_embeds, negative_prompt_embeds = call.prompt_embeds, call.negative_prompt_embeds
+        progress = {"step": 0}  # the step the loop is at, for the ControlNets' guidance start and end
 
         def guided_prediction(model_input: torch.Tensor, frames: slice, t) -> torch.Tensor:
             if known is None:
@@ -511,12 +517,18 @@ class VideoStagePipeline(
                 model_input = torch.cat([model_input, model_input])  # (2B, C + k, W, h, w)
                 embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
                 labels = None if class_labels is None else torch.cat([class_labels, class_labels])
+            residuals = {}
+            if control is not None:
+                residuals = control.residuals(
+                    model_input, t, embeds, frames, progress["step"], len(timesteps)
+                )
             prediction = self.unet(
                 model_input,
                 t,
                 encoder_hidden_states=embeds,
                 class_labels=labels,
                 cross_attention_kwargs=call.cross_attention_kwargs,
+                **residuals,
             ).sample
             if guided:
                 unconditional, conditional = prediction.chunk(2)
@@ -539,6 +551,7 @@ class VideoStagePipeline(
                 for i, t in enumerate(timesteps):
                     if self.interrupt:
                         return latents
+                    progress["step"] = i
                     prediction = run_in_windows(
                         lambda sample, frames, t=t: guided_prediction(sample, frames, t),
                         self.scheduler.scale_model_input(latents, t),
