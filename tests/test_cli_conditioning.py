@@ -151,3 +151,25 @@ def test_the_precision_flags_load_the_model_on_that_device_in_that_dtype(tmp_pat
         assert main([*args, "--device", "cuda"]) == 2
         assert "--device 'cuda': this machine has 0 CUDA device(s)" in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_generate_with_a_control_video_steers_a_model_with_a_controlnet(keyframes_model, tmp_path, capsys):
+    from test_keyframes_control import controlnet_for
+
+    folder = tmp_path / "controlled"
+    pipe = KeyframesPipeline.from_pretrained(keyframes_model)
+    KeyframesPipeline(**{**pipe.components, "controlnet": controlnet_for(pipe)}).save_pretrained(folder)
+    outputs = []
+    for colour in (RED, BLUE):
+        control = tmp_path / f"control_{colour[0]}.gif"
+        iio.imwrite(control, np.stack([np.asarray(solid(colour))] * 5), duration=100, loop=0)
+        outputs.append(tmp_path / f"clip_{colour[0]}.gif")
+        args = ["generate", "a red circle", "-o", str(outputs[-1]), "--model", str(folder), "--frames", "3"]
+        assert main([*args, "--steps", "2", "--control", str(control)]) == 0
+    first, second = (iio.imread(path, index=None) for path in outputs)
+    assert first.shape[0] == 3 and np.abs(first.astype(int) - second.astype(int)).max() > 0
+    output = tmp_path / "none.gif"
+    args = ["generate", "a red circle", "-o", str(output), "--model", str(keyframes_model), "--frames", "3"]
+    assert main([*args, "--control", str(tmp_path / "control_255.gif")]) == 2
+    assert "--control needs a model whose keyframes stage has a controlnet" in capsys.readouterr().err
+    assert not output.exists()

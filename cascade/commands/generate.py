@@ -29,6 +29,13 @@ def add_parsers(commands) -> None:
         help="the video's first frame (image-to-video), resized to cover the keyframes' size and center-cropped",
     )
     parser.add_argument(
+        "--control",
+        type=Path,
+        metavar="VIDEO",
+        help="a control video for a model whose keyframes stage has a ControlNet (an .mp4, .gif or folder of "
+        "frames): sampled evenly to --frames frames and fitted to the keyframes' size",
+    )
+    parser.add_argument(
         "--long-video",
         choices=("coarse_to_fine", "extend"),
         default="coarse_to_fine",
@@ -81,12 +88,25 @@ def run(args: argparse.Namespace) -> None:
         from cascade.data.media_io import read_image
 
         image = read_image(args.image)  # (H, W, 3) uint8
+    control = None
+    if args.control is not None:
+        from cascade.data.video_fit import read_video_input
+
+        control = read_video_input(args.control)  # (F, H, W, 3) uint8
     cascade = load_generator(args.model, args.stages, args.device, args.dtype)
     for name, stage in cascade.stages.items():
         stage.set_progress_bar_config(desc=name)
     settings = stage_settings(cascade, args.steps, args.frames, args.guidance, args.long_video)
     if image is not None:
         settings["keyframes"]["image"] = fitted_frames(cascade, image[None], 1)[0]  # (S, S, 3)
+    if control is not None:
+        if getattr(cascade.stages["keyframes"], "controlnet", None) is None:
+            raise ValueError(
+                "--control needs a model whose keyframes stage has a controlnet; this one has none"
+            )
+        settings["keyframes"]["control_video"] = fitted_frames(cascade, control, args.frames)[
+            None
+        ]  # (1, F, S, S, 3)
     result = cascade(
         args.prompt, stage_kwargs=settings, seed=args.seed, output_type="pil", return_stage_outputs=True
     )
