@@ -225,17 +225,36 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         for pipeline in self.stages.values():
             pipeline.set_progress_bar_config(**kwargs)
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Writes one subfolder per stage (each a stage's ``save_pretrained``), ``cascade_index.json`` (read
+    def set_attention_slice(self, slice_size: str | int | None) -> None:
+        """Every stage's UNet computes attention in ``slice_size`` slices (``None``: at once); what
+        ``enable_attention_slicing`` and ``disable_attention_slicing`` call. diffusers' own method would find no
+        model among the cascade's components, which are pipelines, and slice nothing."""
+        for pipeline in self.stages.values():
+            pipeline.set_attention_slice(slice_size)
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+    ) -> None:
+        """Writes one subfolder per stage (each a stage's ``save_pretrained``, given ``safe_serialization``,
+        ``variant`` and ``max_shard_size`` as diffusers' pipelines take them), ``cascade_index.json`` (read
         by :meth:`from_pretrained`), and ``model_index.json`` with its code files, so that
         ``DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=True)`` loads the cascade too,
         each stage as a component (see :mod:`~cascade.pipelines.hub_loading`). Written to a temporary folder
         first, then renamed, so a failed save leaves nothing half-written."""
         target = check_save_directory(save_directory, INDEX_FILE, "cascade")
+        options = {
+            "safe_serialization": safe_serialization,
+            "variant": variant,
+            "max_shard_size": max_shard_size,
+        }
 
         def write(partial: Path) -> None:
             for name, pipeline in self.stages.items():
-                pipeline.save_pretrained(partial / name)
+                pipeline.save_pretrained(partial / name, **options)
             index = {"_class_name": type(self).__name__, "stages": list(self.stages)}
             if self.stage_defaults:
                 index["stage_defaults"] = self.stage_defaults
