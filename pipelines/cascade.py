@@ -232,6 +232,16 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         for pipeline in self.stages.values():
             pipeline.set_attention_slice(slice_size)
 
+    def enable_freeu(self, s1: float, s2: float, b1: float, b2: float) -> None:
+        """FreeU (Si et al. 2023, arXiv:2309.11497) with these factors on every stage's UNet, as diffusers'
+        ``enable_freeu`` sets it on a pipeline's; :meth:`disable_freeu` takes it off."""
+        for pipeline in self.stages.values():
+            pipeline.enable_freeu(s1=s1, s2=s2, b1=b1, b2=b2)
+
+    def disable_freeu(self) -> None:
+        for pipeline in self.stages.values():
+            pipeline.disable_freeu()
+
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,
@@ -393,6 +403,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
         output_type: str = "np",
         return_stage_outputs: bool = False,
         return_dict: bool = True,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         **edit_settings,
     ) -> CascadePipelineOutput | tuple:
         """Edits ``video`` from ``source_prompt`` to ``prompt`` with the keyframes stage, then runs the later
@@ -404,9 +415,10 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
                 stage's ``num_frames`` setting, else 8) of the keyframes stage's size: frames sampled evenly
                 over the clip, resized to cover the size and center-cropped (:mod:`cascade.data.video_fit`).
             prompt, source_prompt: the target text and what the clips show (one text, or one per clip).
-            stage_kwargs, seed, output_type, return_stage_outputs, return_dict: as in :meth:`__call__`, for the
-                stages after the keyframes (``seed`` also seeds the keyframes stage's edit, stage ``i`` getting
-                ``seed + i``).
+            stage_kwargs, seed, output_type, return_stage_outputs, return_dict, generator: as in :meth:`__call__`,
+                for the stages after the keyframes (``seed`` also seeds the keyframes stage's edit, stage ``i``
+                getting ``seed + i``; ``generator``, one or one per clip, is drawn from by the edit, then by
+                each later stage in turn).
             **edit_settings: :meth:`KeyframesPipeline.edit <cascade.pipelines.editing.EditingMixin.edit>`'s
                 ``method``, ``num_inference_steps``, ``guidance_scale``, ``attention_injection``, ``strength``.
         """
@@ -419,15 +431,25 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             raise ValueError(f"`edit_settings` has {unknown}; allowed: {sorted(EDIT_SETTINGS)}.")
         stage_kwargs = self._check_stage_kwargs("stage_kwargs", stage_kwargs)
         check_optional_int("seed", seed)
+        if seed is not None and generator is not None:
+            raise ValueError(
+                f"Give `seed` or `generator`, not both (got seed={seed} and a generator): `seed` is a shorthand "
+                "for a generator seeded with it."
+            )
         _check_cascade_output_type(output_type)
         check_bool("return_stage_outputs", return_stage_outputs)
         check_bool("return_dict", return_dict)
         keyframes = self.stages[STAGE_NAMES[0]]
         num_frames = num_frames or self.stage_defaults.get(STAGE_NAMES[0], {}).get("num_frames", 8)
         clips = fit_videos(video, num_frames, keyframes.default_size)  # (B, F, S, S, 3)
-        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        check_generator(generator, clips.shape[0])
         edited = keyframes.edit(
-            clips, prompt, source_prompt, generator=generator, output_type="pt", **edit_settings
+            clips,
+            prompt,
+            source_prompt,
+            generator=generator if seed is None else torch.Generator().manual_seed(seed),
+            output_type="pt",
+            **edit_settings,
         ).frames  # (B, F, 3, S, S)
         later = [name for name in self.stages if name != STAGE_NAMES[0]]
         if not later:
@@ -442,6 +464,7 @@ class CascadePipeline(CodeFilesMixin, DiffusionPipeline):
             stage_kwargs=settings,
             output_type=output_type,
             return_stage_outputs=return_stage_outputs,
+            generator=generator,
         )
         stage_frames = {STAGE_NAMES[0]: edited, **result.stage_frames} if return_stage_outputs else None
         return (

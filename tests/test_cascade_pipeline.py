@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from cascade import CascadePipeline
 from cascade.testing.tiny_models import tiny_cascade_stages, tiny_text_encoder, tiny_tokenizer
@@ -229,3 +230,19 @@ def test_stage_defaults_apply_round_trip_and_give_way_to_a_calls_settings(stages
         CascadePipeline(stage_defaults={"keyframes": {"steps": 3}}, keyframes=stages["keyframes"])
     with pytest.raises(ValueError, match="`stage_defaults` names stage\\(s\\) \\['spatial_sr'\\]"):
         CascadePipeline(stage_defaults={"spatial_sr": {}}, keyframes=stages["keyframes"])
+
+
+def test_freeu_on_the_cascade_reaches_every_stage_and_comes_off_bit_for_bit():
+    cascade = CascadePipeline(**tiny_cascade_stages()).subset(["keyframes", "interpolation"])
+    cascade.set_progress_bar_config(disable=True)
+
+    def generate():
+        settings = {name: {"num_inference_steps": 2} for name in cascade.stages}
+        return cascade("a red circle", stage_kwargs=settings, seed=0, output_type="pt").frames
+
+    plain = generate()
+    cascade.enable_freeu(s1=0.9, s2=0.2, b1=1.2, b2=1.4)
+    assert all(stage.unet.unet.up_blocks[0].b1 == 1.2 for stage in cascade.stages.values())
+    assert (generate() - plain).abs().max() > 1e-4
+    cascade.disable_freeu()
+    assert torch.equal(generate(), plain)

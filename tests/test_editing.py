@@ -163,6 +163,23 @@ def test_the_cascade_edits_any_size_and_length_to_its_own_output():
     assert result.stage_frames["keyframes"].shape == (1, 3, 3, 8, 8)
 
 
+def test_the_cascade_edit_takes_a_generator_as_its_call_does():
+    cascade = CascadePipeline(**tiny_cascade_stages()).subset(["keyframes", "interpolation"])
+    cascade.set_progress_bar_config(disable=True)
+
+    def edit(generator, **kwargs):
+        settings = {"num_frames": 3, "method": "sdedit", "num_inference_steps": 2, "output_type": "pt"}
+        return cascade.edit(clip(frames=5), "a blue circle", generator=generator, **settings, **kwargs).frames
+
+    first = edit(torch.Generator().manual_seed(3))
+    assert torch.equal(edit(torch.Generator().manual_seed(3)), first)  # the same state, the same video
+    assert not torch.equal(edit(torch.Generator().manual_seed(4)), first)
+    with pytest.raises(ValueError, match="Give `seed` or `generator`, not both"):
+        edit(torch.Generator(), seed=1)
+    with pytest.raises(ValueError, match="`generator`"):
+        edit([torch.Generator(), torch.Generator()])  # two for one clip
+
+
 def test_fit_video_samples_evenly_and_crops_the_center():
     frames = np.zeros((9, 20, 40, 3), dtype=np.uint8)
     frames[:, :, 6:34] = 255  # a white band wider than the middle half
