@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -325,11 +326,15 @@ def test_accelerate_splits_prompts_across_processes(generated, tiny_model, promp
     # CPU (gloo) when no GPU is visible.
     launch = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+    with socket.socket() as probe:  # a free port for the processes to meet on, not torchrun's fixed 29500
+        probe.bind(("127.0.0.1", 0))
+        launch += ["--main_process_port", str(probe.getsockname()[1])]
     command = [shutil.which("accelerate"), "launch", *launch, "-m", "cascade.cli", "eval"]
     command += ["--prompts", str(prompt_file), "--model", str(tiny_model), "-o", str(output), *GENERATE]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    # a failing rank's own traceback comes before torchrun's summary of it: show both
+    assert result.returncode == 0, result.stderr[:6000] + "\n...\n" + result.stderr[-1500:]
     assert result.stdout.count("wrote ") == 3  # one report, from the main process
     assert "generated 3 video(s), reused 0" in result.stdout
     assert "0/2" in result.stderr  # the main process's share: 2 of the 3 prompts
