@@ -492,20 +492,21 @@ class VideoStagePipeline(
         }
         guided = self.do_classifier_free_guidance
         prompt_embeds, negative_prompt_embeds = call.prompt_embeds, call.negative_prompt_embeds
-        progress = {"step": 0}  # the step the loop is at, for the ControlNets' guidance start and end
 
-        def guided_prediction(model_input: torch.Tensor, frames: slice, t) -> torch.Tensor:
+        def guided_prediction(model_input: torch.Tensor, frames: slice, t, step: int) -> torch.Tensor:
             if known is None:
-                return classifier_free_prediction(model_input, frames, t)
+                return classifier_free_prediction(model_input, frames, t, step)
             return known.guided_prediction(
-                lambda noisy: classifier_free_prediction(noisy, frames, t),
+                lambda noisy: classifier_free_prediction(noisy, frames, t, step),
                 model_input,
                 frames,
                 self.scheduler,
                 t,
             )
 
-        def classifier_free_prediction(model_input: torch.Tensor, frames: slice, t) -> torch.Tensor:
+        def classifier_free_prediction(
+            model_input: torch.Tensor, frames: slice, t, step: int
+        ) -> torch.Tensor:
             # The window's scaled latents (B, C, W, h, w) -> its guided prediction (B, C, W, h, w). Conditioning
             # and the guidance batch are built per window, so memory follows the window, not the video.
             if conditioning is not None:
@@ -519,9 +520,7 @@ class VideoStagePipeline(
                 labels = None if class_labels is None else torch.cat([class_labels, class_labels])
             residuals = {}
             if control is not None:
-                residuals = control.residuals(
-                    model_input, t, embeds, frames, progress["step"], len(timesteps)
-                )
+                residuals = control.residuals(model_input, t, embeds, frames, step, len(timesteps))
             prediction = self.unet(
                 model_input,
                 t,
@@ -551,9 +550,8 @@ class VideoStagePipeline(
                 for i, t in enumerate(timesteps):
                     if self.interrupt:
                         return latents
-                    progress["step"] = i
                     prediction = run_in_windows(
-                        lambda sample, frames, t=t: guided_prediction(sample, frames, t),
+                        lambda sample, frames, t=t, i=i: guided_prediction(sample, frames, t, i),
                         self.scheduler.scale_model_input(latents, t),
                         window,
                         window_overlap,

@@ -115,26 +115,21 @@ def command_argv(command: str, tmp_path, input_video, prompts) -> list[str]:
     """``command``'s arguments without ``--model``, each small enough to run in seconds."""
     if command == "generate":
         return ["generate", "a red circle", "-o", str(tmp_path / "out" / "clip.gif"), *FAST]
-    if command == "edit":
-        edit = [
-            "edit",
+    if command in ("edit", "extend"):
+        frames = "2" if command == "edit" else "5"  # extend makes more frames than the input's
+        output = str(tmp_path / "out" / "clip.gif")
+        return [
+            command,
             str(input_video),
             "-o",
-            str(tmp_path / "out" / "clip.gif"),
+            output,
             "--prompt",
             "a blue square",
+            "--steps",
+            "1",
+            "--frames",
+            frames,
         ]
-        return [*edit, "--steps", "1", "--frames", "2"]
-    if command == "extend":
-        extend = [
-            "extend",
-            str(input_video),
-            "-o",
-            str(tmp_path / "out" / "clip.gif"),
-            "--prompt",
-            "a blue square",
-        ]
-        return [*extend, "--steps", "1", "--frames", "5"]
     if command == "eval":
         flags = ["--stages", "keyframes", "--num-frames", "2", "--steps", "1", "--format", "npz"]
         return ["eval", "--prompts", str(prompts), "-o", str(tmp_path / "out"), *flags]
