@@ -66,6 +66,32 @@ def per_net(name: str, value, count: int) -> list:
     return values
 
 
+def video_residuals(
+    controlnet: ControlNetModel,
+    sample: torch.Tensor,  # (B, C, K, h, w)
+    timestep,
+    embeds: torch.Tensor,  # (B, L, D)
+    images: torch.Tensor,  # (B, 3, K, H, W) in [0, 1]
+    conditioning_scale: float = 1.0,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """``controlnet``'s residuals for each frame of ``sample``, run on the frames folded into the batch: the
+    down-block residuals and the mid-block residual, each ``(B, C_i, K, h_i, w_i)`` as
+    :meth:`cascade.VideoUNet.forward` takes them. ``timestep`` is one for all (a number or 0-d tensor) or one
+    per video ``(B,)``."""
+    batch, frames = sample.shape[0], sample.shape[2]
+    if isinstance(timestep, torch.Tensor) and timestep.ndim == 1:
+        timestep = timestep.repeat_interleave(frames)  # (B K,)
+    down, mid = controlnet(
+        fold_frames(sample),
+        timestep,
+        embeds.repeat_interleave(frames, dim=0),  # (B K, L, D)
+        controlnet_cond=fold_frames(images),
+        conditioning_scale=conditioning_scale,
+        return_dict=False,
+    )  # each (B K, C_i, h_i, w_i)
+    return [unfold_frames(residual, batch) for residual in down], unfold_frames(mid, batch)
+
+
 @dataclass
 class FrameControl:
     """A call's ControlNets with their control frames ``(B, 3, K, H, W)`` in [0, 1] (one tensor each) at the
@@ -126,29 +152,23 @@ class FrameControl:
             return {}
         given_at, window_at = [k for k, _ in inside], [position for _, position in inside]
         batch, window = sample.shape[0], sample.shape[2]
-        controlled = fold_frames(sample[:, :, window_at])  # (B' K', C, h, w)
-        text = embeds.repeat_interleave(len(window_at), dim=0)  # (B' K', L, D)
+        controlled = sample[:, :, window_at]  # (B', C, K', h, w)
         down_total, mid_total = None, None
         for n in acting:
             images = self.frames[n][:, :, given_at].to(sample.dtype)  # (B, 3, K', H, W)
             images = images.repeat(batch // images.shape[0], 1, 1, 1, 1)  # (B', 3, K', H, W)
-            down, mid = self.controlnets[n](
-                controlled,
-                timestep,
-                text,
-                controlnet_cond=fold_frames(images),
-                conditioning_scale=self.conditioning_scale[n],
-                return_dict=False,
-            )  # each (B' K', C_i, h_i, w_i)
+            down, mid = video_residuals(
+                self.controlnets[n], controlled, timestep, embeds, images, self.conditioning_scale[n]
+            )  # each (B', C_i, K', h_i, w_i)
             down_total = (
                 down if down_total is None else [a + b for a, b in zip(down_total, down, strict=True)]
             )
             mid_total = mid if mid_total is None else mid_total + mid
 
         def in_window(residual: torch.Tensor) -> torch.Tensor:
-            # (B' K', C_i, h_i, w_i) at the controlled frames -> (B', C_i, W, h_i, w_i), zero elsewhere
-            video = residual.new_zeros(batch, residual.shape[1], window, *residual.shape[2:])
-            video[:, :, window_at] = unfold_frames(residual, batch)
+            # (B', C_i, K', h_i, w_i) at the controlled frames -> (B', C_i, W, h_i, w_i), zero elsewhere
+            video = residual.new_zeros(*residual.shape[:2], window, *residual.shape[3:])
+            video[:, :, window_at] = residual
             return video
 
         return {

@@ -4,10 +4,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cascade.utils.checks import check_int, is_int
+from cascade.utils.checks import check_choice, check_int, is_int
 
 from .frame_transforms import frames_to_tensor
-from .shapes_render import render_clip
+from .shapes_render import render_clip, render_silhouettes
 from .shapes_world import (
     COLORS,
     DIRECTIONS,
@@ -18,6 +18,9 @@ from .shapes_world import (
     parse_caption,
     sample_params,
 )
+
+# Control signals an item can carry beside its clip.
+CONTROLS = ("silhouette",)
 
 
 class ShapesDataset(Dataset):
@@ -37,6 +40,8 @@ class ShapesDataset(Dataset):
             offset drawn from ``(seed, i)``: windows of a long clip, with the long clip's motion per frame.
         color, shape: when given, every clip has this colour (shape): the sub-world of
             :class:`~cascade.data.shapes_world.ShapesWorld`.
+        control: ``"silhouette"`` adds ``"control_values"`` to each item: the shape's coverage of each pixel,
+            float32 ``(3, F, H, W)`` in [0, 1] (white on black, the control video of a silhouette ControlNet).
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class ShapesDataset(Dataset):
         window: int | None = None,
         color: str | None = None,
         shape: str | None = None,
+        control: str | None = None,
     ):
         self.length = check_int("length", length, minimum=1)
         self.num_frames = check_int("num_frames", num_frames, minimum=1)
@@ -61,6 +67,9 @@ class ShapesDataset(Dataset):
         if window is not None and (check_int("window", window, minimum=1) > num_frames):
             raise ValueError(f"`window` must be at most num_frames={num_frames}, got {window!r}.")
         self.window = window
+        if control is not None:
+            check_choice("control", control, CONTROLS)
+        self.control = control
 
     def __len__(self) -> int:
         return self.length
@@ -68,11 +77,18 @@ class ShapesDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         self._check_index(index)
         params = self.world[index]
-        return {
-            "pixel_values": self._render(params, np.random.default_rng((self.world.seed, int(index), 1))),
+        frames = self._window(np.random.default_rng((self.world.seed, int(index), 1)))
+        item = {
+            "pixel_values": self._render(params, frames),
             "caption": params.caption,
             "params": params.to_dict(),
         }
+        if self.control == "silhouette":
+            silhouettes = render_silhouettes(params, self.num_frames, self.height, self.width, self.time_span)
+            item["control_values"] = torch.from_numpy(silhouettes[frames])[None].repeat(
+                3, 1, 1, 1
+            )  # (3, F, H, W)
+        return item
 
     def same_caption(self, index: int, count: int) -> torch.Tensor:  # (count, C, F, H, W)
         """``count`` other clips with item ``index``'s caption (colour, shape and direction), their size,
@@ -103,17 +119,25 @@ class ShapesDataset(Dataset):
     ) -> torch.Tensor:  # (count, C, F, H, W)
         """``count`` clips of one caption, parameters (and window offsets) drawn from ``rng``."""
         return torch.stack(
-            [self._render(sample_params(rng, color, shape, direction), rng) for _ in range(count)]
+            [
+                self._render(sample_params(rng, color, shape, direction), self._window(rng))
+                for _ in range(count)
+            ]
         )
 
     def _check_index(self, index) -> None:
         if not is_int(index) or not 0 <= index < self.length:
             raise IndexError(f"`index` must be in [0, {self.length}), got {index!r}.")
 
-    def _render(self, params: ShapeParams, offsets: np.random.Generator) -> torch.Tensor:  # (C, F, H, W)
-        """The clip of ``params`` in [-1, 1]; with ``window``, at an offset drawn from ``offsets``."""
-        frames = render_clip(params, self.num_frames, self.height, self.width, self.time_span)  # (F, H, W, 3)
-        if self.window is not None:
-            first = int(offsets.integers(self.num_frames - self.window + 1))
-            frames = frames[first : first + self.window]  # (window, H, W, 3)
-        return frames_to_tensor(frames)
+    def _window(self, offsets: np.random.Generator) -> slice:
+        """The item's frames of the rendered clip: all, or with ``window`` a window at an offset drawn from
+        ``offsets``."""
+        if self.window is None:
+            return slice(None)
+        first = int(offsets.integers(self.num_frames - self.window + 1))
+        return slice(first, first + self.window)
+
+    def _render(self, params: ShapeParams, frames: slice) -> torch.Tensor:  # (C, F, H, W)
+        """The clip of ``params`` in [-1, 1], its ``frames`` of the rendered clip."""
+        clip = render_clip(params, self.num_frames, self.height, self.width, self.time_span)  # (F, H, W, 3)
+        return frames_to_tensor(clip[frames])

@@ -64,19 +64,25 @@ def pixel_coverage(
     return coverage
 
 
-def render_clip(
+def render_silhouettes(
     params: ShapeParams, num_frames: int, height: int, width: int, time_span: tuple[float, float] = (0.0, 1.0)
 ) -> np.ndarray:
-    """Renders a clip as float32 frames ``(F, H, W, 3)`` in [0, 1] (the frame layout of diffusers'
-    ``export_to_video``); frame ``k`` shows time :func:`~cascade.data.shapes_world.frame_times` ``[k]``."""
+    """The shape's coverage of each pixel of each frame, float32 ``(F, H, W)`` in [0, 1]: the clip's silhouettes
+    (the control signal of a silhouette ControlNet); frame ``k`` shows time
+    :func:`~cascade.data.shapes_world.frame_times` ``[k]``."""
     if not isinstance(params, ShapeParams):
         raise ValueError(f"`params` must be a ShapeParams, got {params!r}.")
     height = check_int("height", height, minimum=1)
     width = check_int("width", width, minimum=1)
     times = frame_times(num_frames, time_span)
+    return np.stack([shape_coverage(params, t, height, width) for t in times]).astype(np.float32)
+
+
+def render_clip(
+    params: ShapeParams, num_frames: int, height: int, width: int, time_span: tuple[float, float] = (0.0, 1.0)
+) -> np.ndarray:
+    """Renders a clip as float32 frames ``(F, H, W, 3)`` in [0, 1] (the frame layout of diffusers'
+    ``export_to_video``); frame ``k`` shows time :func:`~cascade.data.shapes_world.frame_times` ``[k]``."""
+    coverage = render_silhouettes(params, num_frames, height, width, time_span)[..., None]  # (F, H, W, 1)
     background, color = np.asarray(BACKGROUND_RGB), np.asarray(params.rgb)
-    frames = np.empty((len(times), height, width, 3), dtype=np.float32)  # (F, H, W, 3)
-    for k, t in enumerate(times):
-        coverage = shape_coverage(params, t, height, width)[..., None]  # (H, W, 1)
-        frames[k] = background + coverage * (color - background)
-    return frames
+    return (background + coverage * (color - background)).astype(np.float32)

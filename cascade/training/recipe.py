@@ -8,6 +8,8 @@
       # or, from scratch: unet: {UNet2DConditionModel config}, and text_encoder: {vocabulary: shapes, ...}
       # text_encoder_from: FOLDER  (default: base); vae: FOLDER (latent space); noise_scheduler: {DDPM config}
       # tokenizer: {vocabulary: shapes, max_length: 8}  (replace the loaded encoder's word tokenizer)
+      # controlnet: {conditioning_embedding_out_channels: [16]}  (train a ControlNet made from the base's
+      #   UNet with these ControlNetModel.from_unet options, the base frozen; keyframes stage)
     data: {kind: shapes, length: 100000, num_frames: 8, height: 16, width: 16, seed: 0}
     image_data: {kind: image_text, root: ..., height: 16, width: 16}   # optional, with training.image_every
     training: {max_steps: 3000, batch_size: 8, ...}   # TrainingConfig fields
@@ -15,7 +17,8 @@
 
 :func:`run_recipe` trains (resuming from the last checkpoint) and, once ``max_steps`` are reached,
 writes the stage's pipeline to ``output_dir/model`` (``text_to_image``: its components; a run with
-``training.lora``: only its LoRA, for ``load_lora_weights`` on the base) atomically.
+``training.lora``: only its LoRA, for ``load_lora_weights`` on the base; a run with ``model.controlnet``: only
+the ControlNet, for ``ControlNetModel.from_pretrained`` and the pipeline's ``controlnet``) atomically.
 It runs the same under plain ``python`` and under ``accelerate launch``.
 """
 
@@ -27,6 +30,7 @@ from pathlib import Path
 import yaml
 from diffusers import (
     AutoencoderKL,
+    ControlNetModel,
     DDIMScheduler,
     DDPMScheduler,
     DPMSolverMultistepScheduler,
@@ -55,6 +59,7 @@ MODEL_KEYS = (
     "inflate",
     "vae",
     "noise_scheduler",
+    "controlnet",
 )
 DATASETS = {"shapes": ShapesDataset, "video_text": VideoTextDataset, "image_text": ImageTextDataset}
 SAMPLING_SCHEDULERS = {"dpm_solver": DPMSolverMultistepScheduler, "ddim": DDIMScheduler}
@@ -213,6 +218,9 @@ def build_trainer(recipe: Recipe) -> StageTrainer:
     text_encoder, tokenizer = build_text_model(recipe)
     unet = build_unet(recipe, 3 if vae is None else vae.config.latent_channels)
     image_data = recipe.image_data
+    controlnet = None
+    if "controlnet" in recipe.model:
+        controlnet = build_controlnet(recipe, unet)
     return StageTrainer(
         recipe.config(),
         unet,
@@ -222,7 +230,29 @@ def build_trainer(recipe: Recipe) -> StageTrainer:
         build_dataset(recipe.data),
         vae=vae,
         image_dataset=None if image_data is None else build_dataset(image_data),
+        controlnet=controlnet,
     )
+
+
+def build_controlnet(recipe: Recipe, unet: VideoUNet) -> ControlNetModel:
+    """A new ControlNet made from ``unet``'s 2D UNet (``ControlNetModel.from_unet``: its encoder's weights, zero
+    convolutions out) with the options of ``model.controlnet``; its control embedding drawn from the seed."""
+    import torch
+
+    options = recipe.model["controlnet"] or {}
+    if not isinstance(unet, VideoUNet):
+        raise ValueError(f"`model.controlnet` needs a video stage's base UNet, got a {type(unet).__name__}.")
+    if not isinstance(options, dict):
+        raise ValueError(
+            f"`model.controlnet` must be a mapping of ControlNetModel.from_unet options, got {options!r}."
+        )
+    torch.manual_seed(recipe.config().seed)
+    try:
+        return ControlNetModel.from_unet(unet.unet, **options)
+    except TypeError as error:
+        raise ValueError(
+            f"`model.controlnet` has an option ControlNetModel.from_unet does not take: {error}"
+        ) from None
 
 
 def sampling_scheduler(name: str, noise_scheduler: DDPMScheduler) -> SchedulerMixin:
@@ -240,6 +270,9 @@ def export_stage(recipe: Recipe, trainer: StageTrainer) -> Path:
     """Writes the trained stage to ``recipe.model_dir`` atomically: its pipeline (``save_pretrained``), or
     for ``text_to_image`` its components (``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``), or
     for a LoRA run its LoRA (``pytorch_lora_weights.safetensors``, :func:`~cascade.training.lora.save_lora`)."""
+    if trainer.controlnet is not None:
+        controlnet = trainer.trained_controlnet()
+        return write_folder_atomically(recipe.model_dir, controlnet.save_pretrained)
     unet, text_encoder = trainer.trained_models()
     if trainer.lora_config is not None:
         return write_folder_atomically(

@@ -15,6 +15,10 @@ The recipe follows the literature the cascade is built on:
 - **v-prediction** (Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion
   Models", sec. 4; used by Imagen Video): the UNet predicts ``v = sqrt(a) * eps - sqrt(1 - a) * x0``
   instead of the noise ``eps`` (``prediction_type="v_prediction"``).
+- **ControlNet** (Zhang et al. 2023, "Adding Conditional Control to Text-to-Image Diffusion Models",
+  arXiv:2302.05543): with a ``controlnet``, the stage's UNet and text encoder stay frozen and only the
+  ControlNet trains, run on each frame with the frame's control image, its residuals added to the UNet's
+  skip connections (:func:`cascade.pipelines.control.video_residuals`, what the keyframes pipeline runs).
 - **Caption dropout for classifier-free guidance** (Ho & Salimans 2022, "Classifier-Free Diffusion
   Guidance"): each caption is replaced by the empty caption with probability ``caption_dropout``, so
   the same UNet learns the unconditional model that guidance needs.
@@ -40,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -50,6 +54,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from cascade.models.video_unet import VideoUNet
 from cascade.ops.frames import fold_frames
 from cascade.ops.text import encode_text
+from cascade.pipelines.control import check_controlnet, video_residuals
 from cascade.utils.atomic import partial_folder, replace_folder, write_atomically
 from cascade.utils.checks import check_optional_int
 from cascade.utils.devices import warn_if_emulated
@@ -182,6 +187,9 @@ class StageTrainer:
         low_res_scheduler: the schedule that noises super-resolution inputs (default: DDPM, 1000 levels,
             the x4 upscaler's); the pipeline's ``low_res_scheduler`` must match it.
         image_dataset: images as one-frame clips for joint image-video training (with ``config.image_every``).
+        controlnet: train this ControlNet (made from the UNet's 2D UNet, ``ControlNetModel.from_unet``) on the
+            ``keyframes`` stage, the UNet and text encoder frozen; the dataset's items then carry
+            ``"control_values"`` ``(3, F, H, W)`` in [0, 1], the control frames of each clip.
     """
 
     def __init__(
@@ -195,10 +203,13 @@ class StageTrainer:
         vae: AutoencoderKL | None = None,
         low_res_scheduler: DDPMScheduler | None = None,
         image_dataset: Dataset | None = None,
+        controlnet: ControlNetModel | None = None,
     ):
         if not isinstance(config, TrainingConfig):
             raise ValueError(f"`config` must be a TrainingConfig, got {type(config).__name__}.")
         self.config = config
+        if controlnet is not None:
+            self._check_controlnet(controlnet, unet, dataset)
         self._check_unet(unet, vae)
         if (image_dataset is None) != (config.image_every == 0):
             raise ValueError(
@@ -226,10 +237,14 @@ class StageTrainer:
         self.lora_config = None if config.lora is None else add_lora(unet, config.lora)
         if config.freeze_spatial:
             unet.freeze_spatial_layers()
+        if controlnet is not None:
+            unet.requires_grad_(False)
+        # What trains: the UNet (or its LoRA, or its temporal layers), or the ControlNet.
+        trained = unet if controlnet is None else controlnet
         if config.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        unet.train()
-        self.parameters = [parameter for parameter in unet.parameters() if parameter.requires_grad]
+            trained.enable_gradient_checkpointing()
+        trained.train()
+        self.parameters = [parameter for parameter in trained.parameters() if parameter.requires_grad]
         groups = [{"params": self.parameters, "lr": config.learning_rate}]
         if config.train_text_encoder:
             groups.append(
@@ -248,9 +263,15 @@ class StageTrainer:
             num_warmup_steps=config.lr_warmup_steps * processes,
             num_training_steps=config.max_steps * processes,
         )
+        self.controlnet = None
         if config.train_text_encoder:
             self.unet, self.text_encoder, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
                 unet, text_encoder, optimizer, lr_scheduler
+            )
+        elif controlnet is not None:
+            self.unet, self.text_encoder = unet.eval().to(device), text_encoder.to(device)
+            self.controlnet, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
+                controlnet, optimizer, lr_scheduler
             )
         else:
             self.text_encoder = text_encoder.to(device)
@@ -296,6 +317,24 @@ class StageTrainer:
                 "`unet` needs a class embedding (num_class_embeds) for the noise level of a super-resolution stage."
             )
 
+    def _check_controlnet(self, controlnet, unet, dataset) -> None:
+        config = self.config
+        if config.stage != "keyframes":
+            raise ValueError(
+                f"`controlnet` trains on the 'keyframes' stage (the pipeline that takes one), got stage={config.stage!r}."
+            )
+        for name in ("freeze_spatial", "train_text_encoder"):
+            if getattr(config, name):
+                raise ValueError(f"`{name}` must be False with `controlnet` (only the ControlNet trains).")
+        if config.lora is not None:
+            raise ValueError("`lora` must be None with `controlnet` (only the ControlNet trains).")
+        check_controlnet(controlnet, unet)
+        if "control_values" not in dataset[0]:
+            raise ValueError(
+                "`dataset` items must carry 'control_values' (3, F, H, W) in [0, 1] to train a ControlNet, e.g. "
+                "ShapesDataset(control='silhouette')."
+            )
+
     @property
     def loss_log(self) -> Path:
         return self.output_dir / LOSS_LOG
@@ -337,7 +376,12 @@ class StageTrainer:
         else:
             target = training_target(self.noise_scheduler, sample, noise, timesteps)
         model_input = noisy if conditioning is None else torch.cat([noisy, conditioning.to(noisy)], dim=1)
-        prediction = self.unet(model_input, timesteps, text, class_labels=labels).sample
+        residuals = {}
+        if self.controlnet is not None:
+            control = batch["control_values"].to(noisy)  # (B, 3, F, H, W)
+            down, mid = video_residuals(self.controlnet, model_input, timesteps, text, control)
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        prediction = self.unet(model_input, timesteps, text, class_labels=labels, **residuals).sample
         return F.mse_loss(prediction.float(), target.float())
 
     @torch.no_grad()
@@ -408,7 +452,7 @@ class StageTrainer:
             unit="step",
             disable=not self.accelerator.is_main_process,
         )
-        trained = [self.unet, self.text_encoder] if config.train_text_encoder else [self.unet]
+        trained = [self.unet, self.text_encoder] if config.train_text_encoder else [self.trained_module]
         running_loss = 0.0
         for batch in self._stream() if self.step < end else ():
             with self.accelerator.accumulate(*trained):
@@ -442,19 +486,36 @@ class StageTrainer:
         progress.close()
         return self.step
 
+    @property
+    def trained_module(self) -> torch.nn.Module:
+        """The prepared module whose weights train: the ControlNet when there is one, else the UNet."""
+        return self.unet if self.controlnet is None else self.controlnet
+
     def trained_models(self) -> tuple[VideoUNet | UNet2DConditionModel, CLIPTextModel]:
         """The UNet (with the EMA weights when EMA is on) and the text encoder, unwrapped, in eval mode: what
         a pipeline should be built from. The training copy is left as it is."""
-        unet = self.accelerator.unwrap_model(self.unet)
-        if self.ema is not None:
+        unet = self._exported(self.unet)
+        text_encoder = copy.deepcopy(self.accelerator.unwrap_model(self.text_encoder))
+        return unet, text_encoder.eval().requires_grad_(False)
+
+    def trained_controlnet(self) -> ControlNetModel:
+        """The trained ControlNet (with the EMA weights when EMA is on), unwrapped, in eval mode."""
+        if self.controlnet is None:
+            raise ValueError("This trainer trains no ControlNet (it was built without `controlnet`).")
+        return self._exported(self.controlnet)
+
+    def _exported(self, module: torch.nn.Module) -> torch.nn.Module:
+        """An unwrapped copy of ``module`` in eval mode, with the EMA weights when EMA averages its
+        parameters (those of :attr:`trained_module`)."""
+        module = self.accelerator.unwrap_model(module)
+        averaged = self.ema is not None and module is self.accelerator.unwrap_model(self.trained_module)
+        if averaged:
             self.ema.store(self.parameters)
             self.ema.copy_to(self.parameters)
-            exported = copy.deepcopy(unet)
+        exported = copy.deepcopy(module)
+        if averaged:
             self.ema.restore(self.parameters)
-        else:
-            exported = copy.deepcopy(unet)
-        text_encoder = copy.deepcopy(self.accelerator.unwrap_model(self.text_encoder))
-        return exported.eval().requires_grad_(False), text_encoder.eval().requires_grad_(False)
+        return exported.eval().requires_grad_(False)
 
     def _log(self, loss: float) -> None:
         if not self.accelerator.is_main_process:
