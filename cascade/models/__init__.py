@@ -6,7 +6,7 @@ The names below are imported on first use (PEP 562), like the package's top-leve
 from cascade.utils.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "cascade.models.inflation": ["inflate"],
+    "cascade.models.inflation": ["inflate", "swap_spatial_weights"],
     "cascade.models.motion_adapter": ["load_motion_adapter"],
     "cascade.models.temporal_layers": ["FramePositions", "TemporalAttention", "TemporalConvolution"],
     "cascade.models.video_unet": ["VideoUNet", "VideoUNetOutput"],
