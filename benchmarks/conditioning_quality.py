@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from contact_sheet import contact_sheet
+from contact_sheet import contact_sheet, stack_vertically
 from output_flags import add_output_flags, check_output_flags, write_outputs
 from PIL import Image
 
@@ -365,16 +365,6 @@ def sheet_of(params, truth, i2v, extended, interpolated, long) -> Image.Image:
     ]
     sheets = [contact_sheet([(title, clips)], tuple(labels), columns=1) for title, labels, clips in blocks]
     return stack_vertically(sheets)
-
-
-def stack_vertically(images: list[Image.Image]) -> Image.Image:
-    width = max(image.width for image in images)
-    stacked = Image.new("RGB", (width, sum(image.height for image in images)), "white")
-    top = 0
-    for image in images:
-        stacked.paste(image, (0, top))
-        top += image.height
-    return stacked
 
 
 def decibels(value: float) -> str:

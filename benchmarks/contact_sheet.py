@@ -37,3 +37,14 @@ def contact_sheet(examples: list[tuple[str, list[np.ndarray]]], labels: tuple[st
             )
             sheet.paste(picture, (left + label_width, top))
     return sheet
+
+
+def stack_vertically(images: list[Image.Image]) -> Image.Image:
+    """``images`` one under the other on white, left-aligned."""
+    width = max(image.width for image in images)
+    stacked = Image.new("RGB", (width, sum(image.height for image in images)), "white")
+    top = 0
+    for image in images:
+        stacked.paste(image, (0, top))
+        top += image.height
+    return stacked

@@ -3,10 +3,10 @@
 
 Every video is a shape of the world (its colour, shape and size drawn from ``--seed``) moving along a path the
 world's captions cannot say: a **diagonal** line (at 25 to 65 degrees from an axis) or an **arc** (a quarter
-circle or more). The renderer draws its silhouettes (the control video, white on black) and its true clip; the
+circle to a half). The renderer draws its silhouettes (the control video, white on black) and its true clip; the
 prompt names the colour, the shape and the path's main direction (``"a red circle moving right"`` for a path
 down and to the right). The demo keyframes stage makes the video with the ControlNet (``--controlnet``,
-trained by ``configs/demo/7_controlnet_silhouette.yaml`` on the world's straight paths only) and without it,
+trained by ``configs/demo_adapters/controlnet_silhouette.yaml`` on the world's straight paths only) and without it,
 from the same noise. Scored per video:
 
 - **IoU**: the generated shape's mask (pixels at least 0.5 from the frame's median colour in some channel)
@@ -58,15 +58,13 @@ def diagonal_path(rng: np.random.Generator, size: float) -> np.ndarray:  # (F, 2
 
 
 def arc_path(rng: np.random.Generator, size: float) -> np.ndarray:  # (F, 2)
-    """Centres ``(x, y)`` on a circle of radius 0.2 to 0.28 about a point near the middle, through 90 to 180
-    degrees in either sense; the whole shape in the frame throughout."""
-    radius = rng.uniform(0.2, 0.28)
+    """Centres ``(x, y)`` on a circle about a point near the middle, through 90 to 180 degrees in either sense,
+    its radius (0.18 up to what keeps the whole shape in the frame) drawn."""
+    centre = 0.5 + rng.uniform(-0.04, 0.04, size=2)
+    radius = rng.uniform(0.18, 0.5 - size / 2 - 0.04)
     sweep = math.radians(rng.uniform(90, 180)) * rng.choice([-1, 1])
-    first = rng.uniform(0, 2 * math.pi)
-    angles = first + np.linspace(0, sweep, FRAMES)
-    centre = 0.5 + rng.uniform(-0.05, 0.05, size=2)
-    points = centre + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    return np.clip(points, size / 2, 1 - size / 2)
+    angles = rng.uniform(0, 2 * math.pi) + np.linspace(0, sweep, FRAMES)
+    return centre + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
 def main_direction(path: np.ndarray) -> str:

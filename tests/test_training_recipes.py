@@ -317,3 +317,17 @@ def test_the_demo_recipes_are_valid_and_chain_into_each_other():
     # the last run of each stage
     assert f"--keyframes {recipes['2c_keyframes_whole_world'].model_dir}" in script
     assert f"--interpolation {recipes['3b_interpolation_blend'].model_dir}" in script
+
+
+def test_the_demo_adapter_recipes_are_valid_and_start_from_the_shipped_demo():
+    recipes = {
+        path.stem: load_recipe(path) for path in sorted((REPO / "configs" / "demo_adapters").glob("*.yaml"))
+    }
+    assert sorted(recipes) == ["controlnet_silhouette", "dreambooth_cross"]
+    for recipe in recipes.values():
+        assert (REPO / recipe.model["base"] / "model_index.json").is_file()  # the shipped keyframes stage
+    controlnet = recipes["controlnet_silhouette"]
+    assert controlnet.stage == "keyframes" and controlnet.data["control"] == "silhouette"
+    dreambooth = recipes["dreambooth_cross"]
+    assert dreambooth.model["under_temporal_layers"] and dreambooth.data["kind"] == "subject"
+    assert dreambooth.prior_data["kind"] == "shapes" and not dreambooth.training.get("train_text_encoder")

@@ -51,6 +51,7 @@ _EXPORTS = {
         "shape_centers",
         "shape_centroids",
     ],
+    "cascade.data.subject_images": ["SUBJECT_SHAPES", "SubjectImages", "subject_coverage"],
     "cascade.data.video_text": ["ImageTextDataset", "SkippedItem", "SkippedMediaWarning", "VideoTextDataset"],
 }
 

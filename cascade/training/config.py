@@ -69,6 +69,8 @@ class TrainingConfig:
         shared_references: with ``reference_clips``, every clip of a caption gets the same ``K`` references
             (``caption_clips``, drawn once and kept in memory), so the target at the noisiest levels is a fixed
             estimate of the caption's mean clip rather than a new one each step.
+        prior_loss_weight: DreamBooth's prior preservation (Ruiz et al. 2022, sec. 3.3): the weight of the class
+            images' loss beside the subject's, when the recipe has ``prior_data``.
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``, passed to ``Accelerator``.
         gradient_checkpointing: recompute activations in the backward pass (spatial and temporal layers).
         image_every: joint image-video training (Ho et al. 2022, "Video Diffusion Models", sec. 3.2): every
@@ -113,6 +115,7 @@ class TrainingConfig:
     high_noise_portion: float = 0.25
     reference_clips: int = 0
     shared_references: bool = False
+    prior_loss_weight: float = 1.0
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     image_every: int = 0
@@ -150,7 +153,13 @@ class TrainingConfig:
                 fail(name, "an int >= 0")
         if not is_int(self.max_noise_level) or not 0 <= self.max_noise_level < 1000:
             fail("max_noise_level", "an int in [0, 1000)")
-        for name in ("learning_rate", "text_encoder_learning_rate", "adam_epsilon", "max_grad_norm"):
+        for name in (
+            "learning_rate",
+            "text_encoder_learning_rate",
+            "adam_epsilon",
+            "max_grad_norm",
+            "prior_loss_weight",
+        ):
             if not is_number(getattr(self, name)) or getattr(self, name) <= 0:
                 fail(name, "a finite number > 0")
         if not is_number(self.adam_weight_decay) or self.adam_weight_decay < 0:

@@ -8,17 +8,21 @@
       # or, from scratch: unet: {UNet2DConditionModel config}, and text_encoder: {vocabulary: shapes, ...}
       # text_encoder_from: FOLDER  (default: base); vae: FOLDER (latent space); noise_scheduler: {DDPM config}
       # tokenizer: {vocabulary: shapes, max_length: 8}  (replace the loaded encoder's word tokenizer)
+      # under_temporal_layers: true  (text_to_image from a keyframes base: its VideoUNet's 2D UNet trains on
+      #   images, DreamBooth, and is exported under the base's temporal layers as the base's pipeline)
       # controlnet: {conditioning_embedding_out_channels: [16]}  (train a ControlNet made from the base's
       #   UNet with these ControlNetModel.from_unet options, the base frozen; keyframes stage)
     data: {kind: shapes, length: 100000, num_frames: 8, height: 16, width: 16, seed: 0}
     image_data: {kind: image_text, root: ..., height: 16, width: 16}   # optional, with training.image_every
+    prior_data: {kind: shapes, num_frames: 1, ...}   # optional: DreamBooth's class images (prior preservation)
     training: {max_steps: 3000, batch_size: 8, ...}   # TrainingConfig fields
     sampling: {scheduler: dpm_solver}   # the scheduler the exported pipeline samples with (or ddim)
 
 :func:`run_recipe` trains (resuming from the last checkpoint) and, once ``max_steps`` are reached,
 writes the stage's pipeline to ``output_dir/model`` (``text_to_image``: its components; a run with
 ``training.lora``: only its LoRA, for ``load_lora_weights`` on the base; a run with ``model.controlnet``: only
-the ControlNet, for ``ControlNetModel.from_pretrained`` and the pipeline's ``controlnet``) atomically.
+the ControlNet, for ``ControlNetModel.from_pretrained`` and the pipeline's ``controlnet``; a run with
+``model.under_temporal_layers``: the base's keyframes pipeline with the trained spatial weights) atomically.
 It runs the same under plain ``python`` and under ``accelerate launch``.
 """
 
@@ -39,9 +43,10 @@ from diffusers import (
 )
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from cascade.data import VOCABULARY, ImageTextDataset, ShapesDataset, VideoTextDataset
-from cascade.models.inflation import inflate
+from cascade.data import VOCABULARY, ImageTextDataset, ShapesDataset, SubjectImages, VideoTextDataset
+from cascade.models.inflation import inflate, swap_spatial_weights
 from cascade.models.video_unet import VideoUNet
+from cascade.pipelines.keyframes import KeyframesPipeline
 from cascade.utils.atomic import write_folder_atomically
 
 from .config import IMAGE_STAGES, STAGES, TEXT_TO_IMAGE, TrainingConfig, training_stage
@@ -49,7 +54,7 @@ from .lora import save_lora
 from .text_model import retokenize_text_encoder, small_text_encoder, word_tokenizer
 from .trainer import StageTrainer
 
-RECIPE_KEYS = ("stage", "output_dir", "model", "data", "image_data", "training", "sampling")
+RECIPE_KEYS = ("stage", "output_dir", "model", "data", "image_data", "prior_data", "training", "sampling")
 MODEL_KEYS = (
     "unet",
     "base",
@@ -60,8 +65,14 @@ MODEL_KEYS = (
     "vae",
     "noise_scheduler",
     "controlnet",
+    "under_temporal_layers",
 )
-DATASETS = {"shapes": ShapesDataset, "video_text": VideoTextDataset, "image_text": ImageTextDataset}
+DATASETS = {
+    "shapes": ShapesDataset,
+    "video_text": VideoTextDataset,
+    "image_text": ImageTextDataset,
+    "subject": SubjectImages,
+}
 SAMPLING_SCHEDULERS = {"dpm_solver": DPMSolverMultistepScheduler, "ddim": DDIMScheduler}
 VOCABULARIES = {"shapes": VOCABULARY}
 MODEL_FOLDER = "model"
@@ -76,6 +87,7 @@ class Recipe:
     model: dict
     data: dict
     image_data: dict | None
+    prior_data: dict | None
     training: dict
     sampling: dict
 
@@ -121,7 +133,7 @@ def load_recipe(path: str | os.PathLike, **overrides) -> Recipe:
         )
     output_dir = overrides.pop("output_dir", None) or raw["output_dir"]
     training.update(overrides)
-    for name in ("data", "image_data"):
+    for name in ("data", "image_data", "prior_data"):
         spec = raw.get(name)
         if spec is not None and (not isinstance(spec, dict) or spec.get("kind") not in DATASETS):
             raise ValueError(f"{path}: `{name}.kind` must be one of {list(DATASETS)}, got {spec!r}.")
@@ -133,8 +145,24 @@ def load_recipe(path: str | os.PathLike, **overrides) -> Recipe:
         )
     if raw["stage"] not in STAGES:
         raise ValueError(f"{path}: `stage` must be one of {list(STAGES)}, got {raw['stage']!r}.")
+    if model.get("under_temporal_layers") not in (None, True, False):
+        raise ValueError(
+            f"{path}: `model.under_temporal_layers` must be a bool, got {model['under_temporal_layers']!r}."
+        )
+    if model.get("under_temporal_layers") and (raw["stage"] != TEXT_TO_IMAGE.name or "base" not in model):
+        raise ValueError(
+            f"{path}: `model.under_temporal_layers` trains a keyframes base's 2D UNet as a text_to_image model; it "
+            f"needs stage: {TEXT_TO_IMAGE.name} and a `base`, got stage {raw['stage']!r}."
+        )
     recipe = Recipe(
-        raw["stage"], Path(output_dir), model, raw["data"], raw.get("image_data"), training, sampling
+        raw["stage"],
+        Path(output_dir),
+        model,
+        raw["data"],
+        raw.get("image_data"),
+        raw.get("prior_data"),
+        training,
+        sampling,
     )
     recipe.config()  # checks the training fields
     return recipe
@@ -195,6 +223,8 @@ def build_unet(recipe: Recipe, sample_channels: int) -> VideoUNet | UNet2DCondit
         kind = json.loads((folder / "config.json").read_text()).get("_class_name")
         loader = VideoUNet if kind == VideoUNet.__name__ else UNet2DConditionModel
         unet = loader.from_pretrained(folder, use_safetensors=True)
+        if recipe.model.get("under_temporal_layers"):
+            return spatial_copy(unet, folder)
     if recipe.stage in IMAGE_STAGES or isinstance(unet, VideoUNet):
         return unet
     options = dict(recipe.model.get("inflate") or {})
@@ -204,6 +234,18 @@ def build_unet(recipe: Recipe, sample_channels: int) -> VideoUNet | UNet2DCondit
     ):  # new input channels; a super-resolution base reads its own already
         options.setdefault("extra_in_channels", entry.conditioning_channels(sample_channels))
     return inflate(unet, **options)
+
+
+def spatial_copy(unet: VideoUNet, folder: Path) -> UNet2DConditionModel:
+    """A plain 2D UNet with the weights of ``unet``'s (which runs its temporal layers in hooks)."""
+    if not isinstance(unet, VideoUNet):
+        raise ValueError(
+            f"`model.under_temporal_layers` needs a base whose unet is a VideoUNet, got a {type(unet).__name__} "
+            f"in {folder}."
+        )
+    spatial = UNet2DConditionModel.from_config(unet.unet.config)
+    spatial.load_state_dict(unet.unet.state_dict())
+    return spatial
 
 
 def build_dataset(spec: dict):
@@ -217,7 +259,7 @@ def build_trainer(recipe: Recipe) -> StageTrainer:
     vae = None if vae_folder is None else AutoencoderKL.from_pretrained(vae_folder, use_safetensors=True)
     text_encoder, tokenizer = build_text_model(recipe)
     unet = build_unet(recipe, 3 if vae is None else vae.config.latent_channels)
-    image_data = recipe.image_data
+    image_data, prior_data = recipe.image_data, recipe.prior_data
     controlnet = None
     if "controlnet" in recipe.model:
         controlnet = build_controlnet(recipe, unet)
@@ -231,6 +273,7 @@ def build_trainer(recipe: Recipe) -> StageTrainer:
         vae=vae,
         image_dataset=None if image_data is None else build_dataset(image_data),
         controlnet=controlnet,
+        prior_dataset=None if prior_data is None else build_dataset(prior_data),
     )
 
 
@@ -290,6 +333,12 @@ def export_stage(recipe: Recipe, trainer: StageTrainer) -> Path:
     config, entry = trainer.config, training_stage(recipe.stage)
 
     def write(folder: Path) -> None:
+        if recipe.model.get("under_temporal_layers"):
+            base = KeyframesPipeline.from_pretrained(recipe.model["base"], use_safetensors=True)
+            swap_spatial_weights(base.unet, unet)
+            personalized = {**base.components, "text_encoder": text_encoder, "tokenizer": trainer.tokenizer}
+            KeyframesPipeline(**personalized).save_pretrained(folder)
+            return
         if entry is TEXT_TO_IMAGE:
             for name, component in components.items():
                 if component is not None:

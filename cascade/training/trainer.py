@@ -15,6 +15,10 @@ The recipe follows the literature the cascade is built on:
 - **v-prediction** (Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion
   Models", sec. 4; used by Imagen Video): the UNet predicts ``v = sqrt(a) * eps - sqrt(1 - a) * x0``
   instead of the noise ``eps`` (``prediction_type="v_prediction"``).
+- **DreamBooth with prior preservation** (Ruiz et al. 2022, arXiv:2208.12242, sec. 3.3): with a
+  ``prior_dataset``, each step's loss is the loss on the subject's images plus ``prior_loss_weight`` times the
+  loss on a micro-batch of the class (the world's own images), so the model learns the subject without
+  forgetting the rest.
 - **ControlNet** (Zhang et al. 2023, "Adding Conditional Control to Text-to-Image Diffusion Models",
   arXiv:2302.05543): with a ``controlnet``, the stage's UNet and text encoder stay frozen and only the
   ControlNet trains, run on each frame with the frame's control image, its residuals added to the UNet's
@@ -70,6 +74,7 @@ CHECKPOINT_PREFIX = "checkpoint-"
 TRAINING_STATE = "training_state.json"
 LOSS_LOG = "loss.csv"
 LOSS_LOG_HEADER = ["step", "loss", "lr"]
+PRIOR_BATCH = "prior_batch"  # the key of a stream micro-batch's class micro-batch (prior preservation)
 
 
 def timestep_weights(levels: int, config: TrainingConfig) -> torch.Tensor:  # (levels,)
@@ -187,6 +192,8 @@ class StageTrainer:
         low_res_scheduler: the schedule that noises super-resolution inputs (default: DDPM, 1000 levels,
             the x4 upscaler's); the pipeline's ``low_res_scheduler`` must match it.
         image_dataset: images as one-frame clips for joint image-video training (with ``config.image_every``).
+        prior_dataset: DreamBooth's class images (prior preservation): every micro-batch of ``dataset`` comes
+            with one of these, its loss weighted by ``config.prior_loss_weight``.
         controlnet: train this ControlNet (made from the UNet's 2D UNet, ``ControlNetModel.from_unet``) on the
             ``keyframes`` stage, the UNet and text encoder frozen; the dataset's items then carry
             ``"control_values"`` ``(3, F, H, W)`` in [0, 1], the control frames of each clip.
@@ -204,6 +211,7 @@ class StageTrainer:
         low_res_scheduler: DDPMScheduler | None = None,
         image_dataset: Dataset | None = None,
         controlnet: ControlNetModel | None = None,
+        prior_dataset: Dataset | None = None,
     ):
         if not isinstance(config, TrainingConfig):
             raise ValueError(f"`config` must be a TrainingConfig, got {type(config).__name__}.")
@@ -284,7 +292,12 @@ class StageTrainer:
             self.ema.to(device)
             self.accelerator.register_for_checkpointing(self.ema)
         global_batch = config.batch_size * processes
-        for name, data in (("dataset", dataset), ("image_dataset", image_dataset)):
+        if prior_dataset is not None and image_dataset is not None:
+            raise ValueError(
+                "`prior_dataset` (DreamBooth) and `image_dataset` (joint training) do not go together."
+            )
+        named = (("dataset", dataset), ("image_dataset", image_dataset), ("prior_dataset", prior_dataset))
+        for name, data in named:
             if data is not None and len(data) < global_batch:
                 raise ValueError(
                     f"`{name}` must hold at least one batch of batch_size * processes = {global_batch} items, "
@@ -292,7 +305,7 @@ class StageTrainer:
                 )
         if config.reference_clips:
             dataset = ReferenceClips(dataset, config.reference_clips, config.shared_references)
-        self.dataset, self.image_dataset = dataset, image_dataset
+        self.dataset, self.image_dataset, self.prior_dataset = dataset, image_dataset, prior_dataset
         self.step = 0
         self.micro_batches = 0
 
@@ -426,9 +439,18 @@ class StageTrainer:
         images_seen = count // every if every else 0
         videos = self._batches(self.dataset, count - images_seen)
         images = self._batches(self.image_dataset, images_seen) if every else None
+        priors = None if self.prior_dataset is None else self._batches(self.prior_dataset, count)
         while True:
             count += 1
-            yield next(images) if every and count % every == 0 else next(videos)
+            batch = next(images) if every and count % every == 0 else next(videos)
+            yield batch if priors is None else {**batch, PRIOR_BATCH: next(priors)}
+
+    def step_loss(self, batch: dict) -> torch.Tensor:
+        """The loss of a micro-batch of the stream: :meth:`loss`, plus ``prior_loss_weight`` times the loss of
+        the class micro-batch that comes with it under DreamBooth's prior preservation."""
+        prior = batch.get(PRIOR_BATCH)
+        loss = self.loss(batch)
+        return loss if prior is None else loss + self.config.prior_loss_weight * self.loss(prior)
 
     def train(self, stop_after: int | None = None) -> int:
         """Trains to ``config.max_steps`` optimizer steps, or stops (with a checkpoint) after ``stop_after``;
@@ -456,7 +478,7 @@ class StageTrainer:
         running_loss = 0.0
         for batch in self._stream() if self.step < end else ():
             with self.accelerator.accumulate(*trained):
-                loss = self.loss(batch)
+                loss = self.step_loss(batch)
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients:
                     self.accelerator.clip_grad_norm_(
