@@ -12,8 +12,9 @@ The estimate adds, in the UNet's and VAE's dtypes:
   state, the windows' blend), and the conditioning, for the whole video;
 - the larger of the **UNet's working set** for the frames it sees at once (a window, a chunk, else the whole
   video: the skip connections the down path keeps for the up path, and the maps the widest block holds while
-  it runs; with reconstruction guidance, the activations a backward pass keeps) and the **VAE decoder's**
-  for ``decode_chunk_size`` frames;
+  it runs; with reconstruction guidance, the activations a backward pass keeps; with ControlNets, the
+  residuals each adds to those skip connections, held while the UNet runs) and the **VAE decoder's** for
+  ``decode_chunk_size`` frames;
 - the **output frames** in float32 and their conversion to ``np``/``pil``.
 
 The constants were fitted on the demo cascade (CPU, float32) so that the estimate is within 2x of the
@@ -80,20 +81,40 @@ def _levels(config) -> list[tuple[int, int]]:
     return list(zip(config.block_out_channels, layers, strict=True))
 
 
-def unet_elements(config, height: int, width: int, temporal: bool) -> int:
-    """Activation elements a diffusers UNet of ``config`` holds at its peak for one ``height`` x ``width``
-    image (no gradient): the skip connections of the down path and the working maps of its widest level,
-    more of them when it is inflated with ``temporal`` layers."""
+def skip_elements(config, height: int, width: int) -> int:
+    """Elements of the skip connections the down path of a diffusers UNet (or ControlNet: its residuals) of
+    ``config`` keeps for one ``height`` x ``width`` image: ``conv_in``'s output, each ResNet's, each
+    downsampler's."""
     area = height * width
     skips = config.block_out_channels[0] * area  # conv_in's output
-    widest = 0
     levels = _levels(config)
     for level, (channels, layers) in enumerate(levels):
         level_area = area // 4**level
         downsampled = channels * level_area // 4 if level < len(levels) - 1 else 0
         skips += layers * channels * level_area + downsampled
-        widest = max(widest, channels * level_area)
-    return skips + (UNET_WORKING_MAPS + (TEMPORAL_WORKING_MAPS if temporal else 0)) * widest
+    return skips
+
+
+def unet_elements(config, height: int, width: int, temporal: bool) -> int:
+    """Activation elements a diffusers UNet of ``config`` holds at its peak for one ``height`` x ``width``
+    image (no gradient): the skip connections of the down path and the working maps of its widest level,
+    more of them when it is inflated with ``temporal`` layers."""
+    area = height * width
+    widest = max(channels * area // 4**level for level, (channels, _) in enumerate(_levels(config)))
+    working = UNET_WORKING_MAPS + (TEMPORAL_WORKING_MAPS if temporal else 0)
+    return skip_elements(config, height, width) + working * widest
+
+
+def control_elements(controlnet, height: int, width: int) -> int:
+    """Elements of the residuals the ControlNets of a pipeline's ``controlnet`` component (none, one, or a
+    ``MultiControlNetModel``) hand the UNet for one ``height`` x ``width`` frame: each net's down residuals
+    and its mid-block residual."""
+    total = 0
+    for net in getattr(controlnet, "nets", [controlnet] if controlnet is not None else []):
+        levels = _levels(net.config)
+        mid = levels[-1][0] * (height * width // 4 ** (len(levels) - 1))
+        total += skip_elements(net.config, height, width) + mid
+    return total
 
 
 def vae_decoder_elements(config, height: int, width: int) -> int:
@@ -124,7 +145,9 @@ def estimate_stage_memory(
         window = arguments.get("window") or frames
         seen = videos * min(window, frames)
     temporal = isinstance(pipeline.unet, VideoUNet)
-    working = guided * seen * unet_elements(unet.config, h, w, temporal) * unet_bytes
+    activations = unet_elements(unet.config, h, w, temporal)
+    activations += control_elements(getattr(pipeline, "controlnet", None), h, w)
+    working = guided * seen * activations * unet_bytes
     if uses_reconstruction_guidance(arguments, frames):
         working *= GRADIENT_FACTOR
 

@@ -27,11 +27,19 @@ PROMPT = "a red circle moving right"
 
 def measure(name: str, settings: dict) -> None:
     """Run in a fresh interpreter: prints the estimate and the measured increase of peak resident memory of a
-    call of the demo's stage ``name`` with ``settings`` (``video_shape`` making a random ``pt`` video), after
-    a small call that warms the pipeline up."""
+    call of the demo's stage ``name`` with ``settings`` (``video_shape`` making a random ``pt`` video;
+    ``control`` adding the demo's ControlNet and a random control video), after a small call that warms the
+    pipeline up."""
     import inspect
 
-    pipe = stage(name).pipeline_class.from_pretrained(DEMO_MODEL / name)
+    from diffusers import ControlNetModel
+
+    control = settings.pop("control", False)
+    components = {}
+    if control:
+        controlnet = DEMO_MODEL.parent / "demo_controlnet"
+        components["controlnet"] = ControlNetModel.from_pretrained(controlnet, use_safetensors=True)
+    pipe = stage(name).pipeline_class.from_pretrained(DEMO_MODEL / name, **components)
     pipe.set_progress_bar_config(disable=True)
     small = dict(settings, num_inference_steps=1)
     if "video_shape" in settings:
@@ -40,6 +48,9 @@ def measure(name: str, settings: dict) -> None:
         del small["video_shape"]
     else:
         small["num_frames"] = 2
+    if control:
+        settings["control_video"] = torch.rand(1, settings["num_frames"], 3, 16, 16)  # (B, F, 3, H, W)
+        small["control_video"] = settings["control_video"][:, :2]
     pipe(PROMPT, **small)
     bound = inspect.signature(pipe.__call__).bind(PROMPT, **settings)
     bound.apply_defaults()
@@ -65,6 +76,7 @@ def resident_kib(field: str) -> int:
     "name, settings",
     [
         ("keyframes", {"num_frames": 384, "num_inference_steps": 1}),  # 2 x 384 frames of 16x16 in the UNet
+        ("keyframes", {"num_frames": 384, "num_inference_steps": 1, "control": True}),  # and a ControlNet's
         ("interpolation", {"video_shape": [1, 64, 3, 16, 16], "num_inference_steps": 1}),  # 64 -> 253 frames
         ("spatiotemporal_sr", {"video_shape": [1, 16, 3, 32, 32], "num_inference_steps": 1}),  # to 64x64
     ],
