@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conditioning_quality import track_distance
 from contact_sheet import contact_sheet
 from diffusers import ControlNetModel
 from output_flags import add_output_flags, check_output_flags, write_outputs
@@ -117,13 +118,6 @@ def mean_iou(mask: np.ndarray, control: np.ndarray) -> float:
     union = (mask | control).sum(axis=(1, 2))
     intersection = (mask & control).sum(axis=(1, 2))
     return float(np.where(union > 0, intersection / np.maximum(union, 1), 1.0).mean())
-
-
-def track_distance(frames: np.ndarray, truth: np.ndarray) -> float:
-    """Mean distance between the centroid tracks of ``frames`` and ``truth`` in frame widths (1 where no
-    shape is found)."""
-    distances = np.linalg.norm(analyze_video(frames).centroids - analyze_video(truth).centroids, axis=-1)
-    return float(np.nan_to_num(distances, nan=1.0).mean())
 
 
 def scores(frames: np.ndarray, video: dict) -> dict:

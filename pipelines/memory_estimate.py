@@ -32,6 +32,7 @@ import torch
 from cascade.models.video_unet import VideoUNet
 from cascade.utils.checks import check_int, check_number
 
+from .control import controlnet_list
 from .inputs import video_to_tensor
 
 # maps of the widest UNet level alive at once while a block runs, beyond the skip connections
@@ -110,7 +111,7 @@ def control_elements(controlnet, height: int, width: int) -> int:
     ``MultiControlNetModel``) hand the UNet for one ``height`` x ``width`` frame: each net's down residuals
     and its mid-block residual."""
     total = 0
-    for net in getattr(controlnet, "nets", [controlnet] if controlnet is not None else []):
+    for net in controlnet_list(controlnet):
         levels = _levels(net.config)
         mid = levels[-1][0] * (height * width // 4 ** (len(levels) - 1))
         total += skip_elements(net.config, height, width) + mid

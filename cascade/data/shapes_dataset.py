@@ -7,7 +7,7 @@ from torch.utils.data import Dataset
 from cascade.utils.checks import check_choice, check_int, is_int
 
 from .frame_transforms import frames_to_tensor
-from .shapes_render import render_clip, render_silhouettes
+from .shapes_render import colour_silhouettes, render_silhouettes
 from .shapes_world import (
     COLORS,
     DIRECTIONS,
@@ -78,16 +78,14 @@ class ShapesDataset(Dataset):
         self._check_index(index)
         params = self.world[index]
         frames = self._window(np.random.default_rng((self.world.seed, int(index), 1)))
+        silhouettes = self._silhouettes(params)[frames]  # (F, H, W)
         item = {
-            "pixel_values": self._render(params, frames),
+            "pixel_values": frames_to_tensor(colour_silhouettes(silhouettes, params.rgb)),
             "caption": params.caption,
             "params": params.to_dict(),
         }
         if self.control == "silhouette":
-            silhouettes = render_silhouettes(params, self.num_frames, self.height, self.width, self.time_span)
-            item["control_values"] = torch.from_numpy(silhouettes[frames])[None].repeat(
-                3, 1, 1, 1
-            )  # (3, F, H, W)
+            item["control_values"] = torch.from_numpy(silhouettes)[None].repeat(3, 1, 1, 1)  # (3, F, H, W)
         return item
 
     def same_caption(self, index: int, count: int) -> torch.Tensor:  # (count, C, F, H, W)
@@ -137,7 +135,10 @@ class ShapesDataset(Dataset):
         first = int(offsets.integers(self.num_frames - self.window + 1))
         return slice(first, first + self.window)
 
+    def _silhouettes(self, params: ShapeParams) -> np.ndarray:  # (F, H, W)
+        """The coverage of every rendered frame of the clip of ``params``."""
+        return render_silhouettes(params, self.num_frames, self.height, self.width, self.time_span)
+
     def _render(self, params: ShapeParams, frames: slice) -> torch.Tensor:  # (C, F, H, W)
         """The clip of ``params`` in [-1, 1], its ``frames`` of the rendered clip."""
-        clip = render_clip(params, self.num_frames, self.height, self.width, self.time_span)  # (F, H, W, 3)
-        return frames_to_tensor(clip[frames])
+        return frames_to_tensor(colour_silhouettes(self._silhouettes(params)[frames], params.rgb))

@@ -6,6 +6,9 @@ on a regular ``SUPERSAMPLING x SUPERSAMPLING`` grid of sample points per pixel; 
 high-resolution render therefore approximately equals a direct low-resolution render.
 """
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 
 from cascade.utils.checks import check_choice, check_int, check_number
@@ -43,6 +46,20 @@ def pixel_coverage(
     its centre at ``(center_x, center_y)`` and half-side ``half``, all in pixels (pixel ``i`` spans
     ``[i, i + 1)``); shape ``(H, W)``. The part outside the frame is cut off."""
     check_choice("shape", shape, SHAPES)
+    return supersampled_coverage(partial(_inside, shape), center_x, center_y, half, height, width)
+
+
+def supersampled_coverage(
+    inside: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
+    center_x: float,
+    center_y: float,
+    half: float,
+    height: int,
+    width: int,
+) -> np.ndarray:  # (H, W)
+    """Fraction of each pixel covered by a shape inside the square of half-side ``half`` centred on
+    ``(center_x, center_y)`` (pixels), ``inside(dx, dy, half)`` saying which offsets from the centre it covers:
+    the mean over ``SUPERSAMPLING x SUPERSAMPLING`` sample points per pixel."""
     for name, value in (("center_x", center_x), ("center_y", center_y), ("half", half)):
         check_number(name, value)
     if half < 0:
@@ -58,7 +75,7 @@ def pixel_coverage(
     offsets = (np.arange(SUPERSAMPLING) + 0.5) / SUPERSAMPLING
     xs = (np.arange(x0, x1)[:, None] + offsets).ravel()  # (w * s,)
     ys = (np.arange(y0, y1)[:, None] + offsets).ravel()  # (h * s,)
-    hits = _inside(shape, xs[None, :] - center_x, ys[:, None] - center_y, half)  # (h * s, w * s)
+    hits = inside(xs[None, :] - center_x, ys[:, None] - center_y, half)  # (h * s, w * s)
     hits = hits.reshape(y1 - y0, SUPERSAMPLING, x1 - x0, SUPERSAMPLING)
     coverage[y0:y1, x0:x1] = hits.mean(axis=(1, 3))
     return coverage
@@ -83,6 +100,11 @@ def render_clip(
 ) -> np.ndarray:
     """Renders a clip as float32 frames ``(F, H, W, 3)`` in [0, 1] (the frame layout of diffusers'
     ``export_to_video``); frame ``k`` shows time :func:`~cascade.data.shapes_world.frame_times` ``[k]``."""
-    coverage = render_silhouettes(params, num_frames, height, width, time_span)[..., None]  # (F, H, W, 1)
-    background, color = np.asarray(BACKGROUND_RGB), np.asarray(params.rgb)
-    return (background + coverage * (color - background)).astype(np.float32)
+    return colour_silhouettes(render_silhouettes(params, num_frames, height, width, time_span), params.rgb)
+
+
+def colour_silhouettes(coverage: np.ndarray, rgb) -> np.ndarray:
+    """Frames ``(..., H, W, 3)`` float32 of the colour ``rgb`` over the background, by ``coverage``
+    ``(..., H, W)`` in [0, 1]."""
+    background, color = np.asarray(BACKGROUND_RGB), np.asarray(rgb)
+    return (background + coverage[..., None] * (color - background)).astype(np.float32)

@@ -9,15 +9,16 @@ colour, at sizes and positions drawn like the world's, with the same anti-aliasi
 """
 
 import math
+from functools import partial
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from cascade.utils.checks import check_choice, check_int, check_number, is_int
+from cascade.utils.checks import check_choice, check_int, is_int
 
 from .frame_transforms import frames_to_tensor
-from .shapes_render import SUPERSAMPLING
-from .shapes_world import BACKGROUND_RGB, COLORS, DIRECTIONS, PALETTE, SIZE_RANGE
+from .shapes_render import colour_silhouettes, supersampled_coverage
+from .shapes_world import COLORS, DIRECTIONS, PALETTE, SIZE_RANGE
 
 SUBJECT_SHAPES = ("cross", "star")
 MIN_SUBJECT_IMAGES = 3  # DreamBooth's fewest (Ruiz et al. 2022, sec. 4.1)
@@ -58,16 +59,7 @@ def subject_coverage(
     square has its centre at ``(center_x, center_y)`` and half-side ``half``, all in pixels; supersampled as
     :func:`cascade.data.shapes_render.pixel_coverage` is."""
     check_choice("shape", shape, SUBJECT_SHAPES)
-    for name, value in (("center_x", center_x), ("center_y", center_y), ("half", half)):
-        check_number(name, value)
-    if half < 0:
-        raise ValueError(f"`half` must be >= 0, got {half!r}.")
-    height, width = check_int("height", height, minimum=1), check_int("width", width, minimum=1)
-    offsets = (np.arange(SUPERSAMPLING) + 0.5) / SUPERSAMPLING
-    xs = (np.arange(width)[:, None] + offsets).ravel()  # (W * s,)
-    ys = (np.arange(height)[:, None] + offsets).ravel()  # (H * s,)
-    hits = _inside(shape, xs[None, :] - center_x, ys[:, None] - center_y, half)  # (H * s, W * s)
-    return hits.reshape(height, SUPERSAMPLING, width, SUPERSAMPLING).mean(axis=(1, 3))
+    return supersampled_coverage(partial(_inside, shape), center_x, center_y, half, height, width)
 
 
 class SubjectImages(Dataset):
@@ -80,7 +72,7 @@ class SubjectImages(Dataset):
         color: one of the world's colours.
         prompt: the caption, with the rare identifier; ``{direction}`` in it is replaced by a direction word
             drawn per image (a still image shows none; the world's text-to-image model was trained on such
-            captions, so the sampling prompt "a sks moving left" reads as it learned).
+            captions, so a sampling prompt with a direction word reads as it learned).
         height, width, seed: render size and the seed of sizes, positions and direction words.
         length: items of the dataset, cycling over the ``images`` (so a batch can be larger than the handful).
     """
@@ -125,8 +117,7 @@ class SubjectImages(Dataset):
         coverage = subject_coverage(
             self.shape, x * self.width, y * self.height, half, self.height, self.width
         )
-        background, color = np.asarray(BACKGROUND_RGB), np.asarray(PALETTE[self.color])
-        image = (background + coverage[..., None] * (color - background)).astype(np.float32)  # (H, W, 3)
+        image = colour_silhouettes(coverage, PALETTE[self.color])  # (H, W, 3)
         return {
             "pixel_values": frames_to_tensor(image[None]),  # (3, 1, H, W)
             "caption": self.prompt.replace("{direction}", direction),
