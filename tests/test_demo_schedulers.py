@@ -15,14 +15,10 @@ PROMPTS = [ShapesWorld(2000)[index].caption for index in range(9)]  # demo_quali
 # EDM's schedulers drive models trained in EDM's continuous noise parameterization (the timestep a model reads is
 # log(sigma) / 4), which a discrete-time DDPM model like the demo's does not read.
 CONTINUOUS_TIME = {"EDMEulerScheduler"}
-# Heun's method on the demo's schedule: squaredcos_cap_v2 puts the last training timestep at sigma 20291, so the
-# first step goes from there to sigma ~9 and the second-order correction multiplies the change of the model's
-# estimate between the two levels by (20291 - 9) / (2 * 9), about 1100. KDPM2 takes its midpoint in log sigma
-# (sqrt(20291 * 9), about 430: a factor of (20291 - 9) / 430, about 47) and samples correctly; its ancestral
-# variant steps down to sigma_next^2 / sigma (0.004) with its midpoint at 9, a factor of about 2250. No setting of
-# these classes that DPM-Solver++ ignores changes their first step; the settings that do are tested below and
-# given in the README.
-SECOND_ORDER_FROM_SIGMA_MAX = {"HeunDiscreteScheduler", "KDPM2AncestralDiscreteScheduler"}
+# KDPM2-ancestral's first step at 15 steps goes from sigma 92 down to 0.7 (sigma_next^2 / sigma) before it adds
+# noise back, on the model's estimate at the midpoint: colour 36 of 36, direction 28 of 36 held-out prompts; at 25
+# steps 36 and 34 of 36 (Euler-ancestral at 15: 36 and 36). It is tested at 25, the others at 15.
+STEPS = {"KDPM2AncestralDiscreteScheduler": 25}
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +33,7 @@ def scheduler_names() -> list:
     from diffusers import DPMSolverMultistepScheduler
 
     names = sorted(c.__name__ for c in DPMSolverMultistepScheduler().compatibles)
-    marks = {
-        name: pytest.mark.xfail(strict=True, reason="second-order step from the schedule's sigma_max")
-        for name in SECOND_ORDER_FROM_SIGMA_MAX
-    }
-    return [pytest.param(name, marks=marks.get(name, ())) for name in names if name not in CONTINUOUS_TIME]
+    return [name for name in names if name not in CONTINUOUS_TIME]
 
 
 def colours_and_directions(pipe, scheduler, steps: int = 15) -> tuple[int, int]:
@@ -68,24 +60,6 @@ def test_a_scheduler_swapped_in_with_from_config_samples_the_demo_keyframes(pipe
 
     if name == "DPMSolverSDEScheduler" and importlib.util.find_spec("torchsde") is None:
         pytest.skip("DPMSolverSDEScheduler needs torchsde, which is not installed")
-    colours, directions = colours_and_directions(
-        pipe, getattr(diffusers, name).from_config(pipe.scheduler.config)
-    )
-    assert colours >= 8 and directions >= 8, (colours, directions)
-
-
-@pytest.mark.parametrize(
-    "name, settings, steps",
-    [
-        ("HeunDiscreteScheduler", {"use_exponential_sigmas": True}, 15),  # steps even in log sigma
-        ("KDPM2AncestralDiscreteScheduler", {}, 40),  # a first step short enough
-    ],
-)
-def test_the_settings_the_readme_gives_for_the_second_order_schedulers_sample_the_demo(
-    pipe, name, settings, steps
-):
-    import diffusers
-
-    scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config, **settings)
-    colours, directions = colours_and_directions(pipe, scheduler, steps)
+    scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config)
+    colours, directions = colours_and_directions(pipe, scheduler, STEPS.get(name, 15))
     assert colours >= 8 and directions >= 8, (colours, directions)

@@ -74,6 +74,8 @@ DATASETS = {
     "subject": SubjectImages,
 }
 SAMPLING_SCHEDULERS = {"dpm_solver": DPMSolverMultistepScheduler, "ddim": DDIMScheduler}
+# The highest noise level a saved scheduler samples from (see sampling_levels).
+SAMPLING_MAX_SIGMA = 100.0
 VOCABULARIES = {"shapes": VOCABULARY}
 MODEL_FOLDER = "model"
 
@@ -300,13 +302,54 @@ def build_controlnet(recipe: Recipe, unet: VideoUNet) -> ControlNetModel:
 
 def sampling_scheduler(name: str, noise_scheduler: DDPMScheduler) -> SchedulerMixin:
     """The scheduler saved with a trained stage: ``name``'s class of :data:`SAMPLING_SCHEDULERS` on the training
-    schedule. Its config also states ``clip_sample: false`` (as Stable Diffusion's does), so that a scheduler
-    swapped in with ``from_config`` samples as this one does: unsaid, DDIM clips its estimate of the clean sample
-    to [-1, 1] but steps on with the unclipped noise estimate, and under classifier-free guidance, whose estimate
-    leaves [-1, 1], the two disagree and the colours go wrong."""
-    scheduler = SAMPLING_SCHEDULERS[name].from_config(noise_scheduler.config)
+    schedule, without its pure-noise top (:func:`sampling_levels`). Its config also states ``clip_sample: false``
+    (as Stable Diffusion's does), so that a scheduler swapped in with ``from_config`` samples as this one does:
+    unsaid, DDIM clips its estimate of the clean sample to [-1, 1] but steps on with the unclipped noise estimate,
+    and under classifier-free guidance, whose estimate leaves [-1, 1], the two disagree and the colours go wrong."""
+    if not isinstance(noise_scheduler, SchedulerMixin) or not hasattr(noise_scheduler, "alphas_cumprod"):
+        raise ValueError(
+            f"`noise_scheduler` must be a diffusers scheduler with `alphas_cumprod`, got {type(noise_scheduler)}."
+        )
+    levels = sampling_levels(noise_scheduler.alphas_cumprod)
+    schedule = {}
+    if levels < noise_scheduler.config.num_train_timesteps:
+        schedule = {"num_train_timesteps": levels, "trained_betas": noise_scheduler.betas[:levels].tolist()}
+    scheduler = SAMPLING_SCHEDULERS[name].from_config(noise_scheduler.config, **schedule)
     scheduler.register_to_config(clip_sample=False)
     return scheduler
+
+
+def sampling_levels(alphas_cumprod, max_sigma: float = SAMPLING_MAX_SIGMA) -> int:
+    """How many of a training schedule's timesteps (from t=0) a saved scheduler keeps: those whose noise level
+    sigma = sqrt((1 - alpha_bar) / alpha_bar) is at most ``max_sigma``.
+
+    Above sigma 100 (a signal-to-noise ratio under 1e-4) a model's input is noise to within 1% and it predicts
+    the data's mean whatever the level, so sampling from sigma 100 loses nothing it could use. Keeping them breaks the
+    sigma-space second-order solvers (Karras et al. 2022) that diffusers' Heun and KDPM2-ancestral schedulers
+    implement: ``squaredcos_cap_v2`` (Nichol & Dhariwal 2021) caps its last beta at 0.999, which puts t=999 at
+    sigma 20291 (t=998 at 642), so their first step spans sigma 20291 to about 9 and its second-order
+    correction, the change of the model's estimate between the two levels times (20291 - 9) / (2 * 9), wrecks
+    the sample. Below the cut every kept level keeps its trained noise level exactly."""
+    import torch
+
+    alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+    if (
+        alphas_cumprod.ndim != 1
+        or len(alphas_cumprod) == 0
+        or not bool(torch.all(alphas_cumprod[1:] <= alphas_cumprod[:-1]))
+    ):
+        raise ValueError(
+            f"`alphas_cumprod` must be a non-empty 1-D non-increasing schedule, got shape {tuple(alphas_cumprod.shape)}."
+        )
+    if not max_sigma > 0:
+        raise ValueError(f"`max_sigma` must be > 0, got {max_sigma!r}.")
+    sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()  # (T,) non-decreasing in t
+    levels = int((sigmas <= max_sigma).sum())
+    if levels == 0:
+        raise ValueError(
+            f"`max_sigma` ({max_sigma}) is below the schedule's lowest noise level, {float(sigmas[0]):.4g}."
+        )
+    return levels
 
 
 def export_stage(recipe: Recipe, trainer: StageTrainer) -> Path:
