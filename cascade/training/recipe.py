@@ -324,8 +324,8 @@ def sampling_levels(alphas_cumprod, max_sigma: float = SAMPLING_MAX_SIGMA) -> in
     sigma = sqrt((1 - alpha_bar) / alpha_bar) is at most ``max_sigma``.
 
     Above sigma 100 (a signal-to-noise ratio under 1e-4) a model's input is noise to within 1% and it predicts
-    the data's mean whatever the level, so sampling from sigma 100 loses nothing it could use. Keeping them breaks the
-    sigma-space second-order solvers (Karras et al. 2022) that diffusers' Heun and KDPM2-ancestral schedulers
+    the data's mean whatever the level, so sampling from sigma 100 loses nothing it could use. Keeping them
+    breaks the sigma-space second-order solvers (Karras et al. 2022) that diffusers' Heun and KDPM2-ancestral schedulers
     implement: ``squaredcos_cap_v2`` (Nichol & Dhariwal 2021) caps its last beta at 0.999, which puts t=999 at
     sigma 20291 (t=998 at 642), so their first step spans sigma 20291 to about 9 and its second-order
     correction, the change of the model's estimate between the two levels times (20291 - 9) / (2 * 9), wrecks
